@@ -1,0 +1,113 @@
+//! `cargo xtask`: the project's own automation.
+//!
+//! | command | does |
+//! |---|---|
+//! | `codegen [--check]` | regenerates `proto/src/generated` from `proto/proto` with protox (no `protoc`) |
+//! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
+//! | `test` | `services up`, then every test of the workspace with the engines' addresses |
+//! | `ci` | fmt, clippy, `codegen --check`, docs, then `test` |
+
+#![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
+
+mod codegen;
+mod services;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The error every xtask step returns: a sentence saying what failed and what to look at.
+pub(crate) type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Project automation for the kernel workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Regenerate the checked-in protobuf code.
+    Codegen {
+        /// Fail if the checked-in code differs from what codegen would write; write nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Manage the real engines the tests talk to.
+    Services {
+        #[command(subcommand)]
+        action: services::Action,
+    },
+    /// Bring the engines up, then run every test of the workspace against them.
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Everything CI checks, in order: fmt, clippy, codegen --check, docs, test.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let outcome = match cli.command {
+        Command::Codegen { check } => codegen::run(&root, check),
+        Command::Services { action } => services::run(&root, action),
+        Command::Test { cargo_args } => test(&root, &cargo_args),
+        Command::Ci => ci(&root),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Runs `cargo <args>` in the workspace root and fails naming the step if it fails.
+fn cargo(root: &std::path::Path, args: &[&str], envs: &[(String, String)]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = std::process::Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")).into())
+    }
+}
+
+fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
+    let engines = services::up(root)?;
+    let mut args = vec!["test", "--workspace", "--all-targets"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(root, &args, &engines.env_vars())?;
+    // Doc tests are not part of `--all-targets`.
+    cargo(root, &["test", "--workspace", "--doc"], &engines.env_vars())
+}
+
+fn ci(root: &std::path::Path) -> Result<()> {
+    cargo(root, &["fmt", "--all", "--check"], &[])?;
+    cargo(
+        root,
+        &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+        &[],
+    )?;
+    codegen::run(root, true)?;
+    let deny = [("RUSTDOCFLAGS".to_owned(), "-D warnings".to_owned())];
+    cargo(root, &["doc", "--workspace", "--no-deps", "--all-features"], &deny)?;
+    test(root, &[])
+}
