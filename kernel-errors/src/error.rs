@@ -160,7 +160,11 @@ impl Error {
 impl fmt::Display for Error {
     /// `<kind> (<code>): <description>`, e.g. `timeout (kernel.client.timeout): no reply in 2s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.0.kind, self.0.code, self.0.description)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.0.kind, self.0.code, self.0.description
+        )
     }
 }
 
@@ -229,8 +233,8 @@ mod tests {
     #[test]
     fn source_is_kept_and_exposed() {
         let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe closed");
-        let error = Error::connection_lost("kernel.transport.closed", "broker went away")
-            .with_source(io);
+        let error =
+            Error::connection_lost("kernel.transport.closed", "broker went away").with_source(io);
         let source = std::error::Error::source(&error).expect("a source");
         assert_eq!(source.to_string(), "pipe closed");
         assert!(format!("{error:?}").contains("pipe closed"));

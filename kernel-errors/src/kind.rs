@@ -219,19 +219,32 @@ mod tests {
         let retryable: Vec<_> = Kind::ALL.into_iter().filter(|k| k.is_retryable()).collect();
         assert_eq!(
             retryable,
-            [Kind::Timeout, Kind::Overloaded, Kind::NoRoute, Kind::ConnectionLost]
+            [
+                Kind::Timeout,
+                Kind::Overloaded,
+                Kind::NoRoute,
+                Kind::ConnectionLost
+            ]
         );
     }
 
     #[test]
     fn only_internal_errors_and_timeouts_trip_breakers() {
-        let tripping: Vec<_> = Kind::ALL.into_iter().filter(|k| k.trips_breaker()).collect();
+        let tripping: Vec<_> = Kind::ALL
+            .into_iter()
+            .filter(|k| k.trips_breaker())
+            .collect();
         assert_eq!(tripping, [Kind::InternalServerError, Kind::Timeout]);
     }
 
     #[test]
     fn client_faults_are_4xx_and_server_faults_5xx() {
-        for kind in [Kind::BadRequest, Kind::Unauthorized, Kind::Forbidden, Kind::NotFound] {
+        for kind in [
+            Kind::BadRequest,
+            Kind::Unauthorized,
+            Kind::Forbidden,
+            Kind::NotFound,
+        ] {
             assert!((400..500).contains(&kind.http_status()), "{kind}");
         }
         for kind in [Kind::InternalServerError, Kind::Timeout, Kind::NoRoute] {

@@ -99,13 +99,17 @@ impl From<PlatformError> for Error {
             .kind
             .parse::<Kind>()
             .ok()
-            .or_else(|| ErrorType::try_from(message.r#type).ok().and_then(kind_of_type))
+            .or_else(|| {
+                ErrorType::try_from(message.r#type)
+                    .ok()
+                    .and_then(kind_of_type)
+            })
             .or_else(|| kind_of_status(message.http_code))
             .unwrap_or(Kind::InternalServerError);
-        message
-            .context
-            .into_iter()
-            .fold(Error::new(kind, message.code, message.description), Error::with_context)
+        message.context.into_iter().fold(
+            Error::new(kind, message.code, message.description),
+            Error::with_context,
+        )
     }
 }
 
@@ -156,11 +160,20 @@ mod tests {
             context: vec![],
             kind: String::new(),
         };
-        assert_eq!(Error::from(h2(ErrorType::Conflict, 409)).kind(), Kind::Conflict);
+        assert_eq!(
+            Error::from(h2(ErrorType::Conflict, 409)).kind(),
+            Kind::Conflict
+        );
         // H2 sent UNAUTHORIZED as type 0 with status 401.
-        assert_eq!(Error::from(h2(ErrorType::Unknown, 401)).kind(), Kind::Unauthorized);
+        assert_eq!(
+            Error::from(h2(ErrorType::Unknown, 401)).kind(),
+            Kind::Unauthorized
+        );
         // H2 sent CIRCUIT_BROKEN as type 0 with status 500: nothing better than internal.
-        assert_eq!(Error::from(h2(ErrorType::Unknown, 500)).kind(), Kind::InternalServerError);
+        assert_eq!(
+            Error::from(h2(ErrorType::Unknown, 500)).kind(),
+            Kind::InternalServerError
+        );
     }
 
     #[test]

@@ -74,7 +74,11 @@ mod tests {
     fn embedded_descriptor_set_names_every_package() {
         let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
             .expect("the checked-in descriptor set decodes");
-        let packages: Vec<_> = set.file.iter().filter_map(|f| f.package.as_deref()).collect();
+        let packages: Vec<_> = set
+            .file
+            .iter()
+            .filter_map(|f| f.package.as_deref())
+            .collect();
         assert!(packages.contains(&"kernel.platform.v1"));
         assert!(packages.contains(&"kernel.login.v1"));
         let messages: Vec<_> = set
@@ -82,8 +86,16 @@ mod tests {
             .iter()
             .flat_map(|f| f.message_type.iter().filter_map(|m| m.name.as_deref()))
             .collect();
-        for name in ["PlatformError", "HealthResponse", "StatsResponse", "AuthRequest"] {
-            assert!(messages.contains(&name), "{name} missing from the descriptor set");
+        for name in [
+            "PlatformError",
+            "HealthResponse",
+            "StatsResponse",
+            "AuthRequest",
+        ] {
+            assert!(
+                messages.contains(&name),
+                "{name} missing from the descriptor set"
+            );
         }
     }
 
@@ -106,7 +118,10 @@ mod tests {
 
     #[test]
     fn unknown_enum_values_survive_binary_decoding() {
-        let check = platform::HealthCheck { status: 42, ..Default::default() };
+        let check = platform::HealthCheck {
+            status: 42,
+            ..Default::default()
+        };
         let decoded = platform::HealthCheck::decode(check.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded.status, 42);
         assert!(platform::HealthStatus::try_from(decoded.status).is_err());

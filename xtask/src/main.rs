@@ -21,7 +21,10 @@ use clap::{Parser, Subcommand};
 pub(crate) type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Project automation for the kernel workspace")]
+#[command(
+    name = "cargo xtask",
+    about = "Project automation for the kernel workspace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -103,11 +106,23 @@ fn ci(root: &std::path::Path) -> Result<()> {
     cargo(root, &["fmt", "--all", "--check"], &[])?;
     cargo(
         root,
-        &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     codegen::run(root, true)?;
     let deny = [("RUSTDOCFLAGS".to_owned(), "-D warnings".to_owned())];
-    cargo(root, &["doc", "--workspace", "--no-deps", "--all-features"], &deny)?;
+    cargo(
+        root,
+        &["doc", "--workspace", "--no-deps", "--all-features"],
+        &deny,
+    )?;
     test(root, &[])
 }
