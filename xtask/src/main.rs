@@ -5,7 +5,8 @@
 //! | `codegen [--check]` | regenerates `proto/src/generated` from `proto/proto` with protox (no `protoc`) |
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
-//! | `ci` | fmt, clippy, `codegen --check`, docs, then `test` |
+//! | `bench` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
+//! | `ci` | fmt, clippy, a `--no-default-features` build, `codegen --check`, docs, then `test` |
 
 #![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
 
@@ -49,7 +50,14 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Everything CI checks, in order: fmt, clippy, codegen --check, docs, test.
+    /// Bring the engines up, then run the workspace's criterion benchmarks against them.
+    Bench {
+        /// Extra arguments passed to `cargo bench` (after `--`), e.g. a benchmark name filter.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Everything CI checks, in order: fmt, clippy, no-default-features build, codegen --check,
+    /// docs, test.
     Ci,
 }
 
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
         Command::Codegen { check } => codegen::run(&root, check),
         Command::Services { action } => services::run(&root, action),
         Command::Test { cargo_args } => test(&root, &cargo_args),
+        Command::Bench { cargo_args } => bench(&root, &cargo_args),
         Command::Ci => ci(&root),
     };
     match outcome {
@@ -102,6 +111,13 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     cargo(root, &["test", "--workspace", "--doc"], &engines.env_vars())
 }
 
+fn bench(root: &std::path::Path, extra: &[String]) -> Result<()> {
+    let engines = services::up(root)?;
+    let mut args = vec!["bench", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(root, &args, &engines.env_vars())
+}
+
 fn ci(root: &std::path::Path) -> Result<()> {
     cargo(root, &["fmt", "--all", "--check"], &[])?;
     cargo(
@@ -114,6 +130,17 @@ fn ci(root: &std::path::Path) -> Result<()> {
             "--",
             "-D",
             "warnings",
+        ],
+        &[],
+    )?;
+    // The embedded defaults must build without any engine feature.
+    cargo(
+        root,
+        &[
+            "check",
+            "--workspace",
+            "--all-targets",
+            "--no-default-features",
         ],
         &[],
     )?;
