@@ -45,6 +45,12 @@ pub trait Instrumenter: Send + Sync + 'static {
     fn timing(&self, bucket: &str, elapsed: Duration, sample_rate: f64);
 }
 
+impl std::fmt::Debug for dyn Instrumenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Instrumenter")
+    }
+}
+
 impl<T: Instrumenter + ?Sized> Instrumenter for Arc<T> {
     fn counter(&self, bucket: &str, delta: i64, sample_rate: f64) {
         (**self).counter(bucket, delta, sample_rate);

@@ -3,7 +3,7 @@
 //! `kernel-proto` sits at the bottom of the workspace: [`platform`] holds the messages of the
 //! wire contract (the platform error carried by every error reply, and the default endpoints
 //! `health`, `stats`, `loadedconfig` and `jsonschema`), [`login`] the login service's messages
-//! that `kernel-auth` calls. Every message is a [`prost::Message`] and implements
+//! that `kernel-auth` calls, and [`examples`] the greeter used by examples and tests. Every message is a [`prost::Message`] and implements
 //! `serde::Serialize`/`Deserialize` in the proto3 JSON mapping (camelCase names, enums by name,
 //! 64-bit integers as strings), so a service answers `application/json` requests from the same
 //! types.
@@ -45,6 +45,10 @@ mod generated {
         include!("generated/kernel.login.v1.rs");
         include!("generated/kernel.login.v1.serde.rs");
     }
+    pub mod examples {
+        include!("generated/kernel.examples.v1.rs");
+        include!("generated/kernel.examples.v1.serde.rs");
+    }
 }
 
 /// Messages of the platform itself (package `kernel.platform.v1`): the platform error and the
@@ -57,6 +61,12 @@ pub mod platform {
 /// `deletesession`.
 pub mod login {
     pub use crate::generated::login::*;
+}
+
+/// The greeter of the examples and tests (package `kernel.examples.v1`): `HelloRequest`,
+/// `HelloResponse` and the `Greeted` publication.
+pub mod examples {
+    pub use crate::generated::examples::*;
 }
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every message in this crate, including

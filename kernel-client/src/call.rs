@@ -1,0 +1,402 @@
+//! [`Call`] (one request, awaited for its response) and [`Publish`].
+//!
+//! The attempt loop of a call, in order:
+//!
+//! ```text
+//! register the message id with the reply router (once: retries reuse the id)
+//! for each attempt while attempts and deadline remain:
+//!     send the request (expiration = what is left of the deadline)
+//!         no route / connection lost ──► back off, next attempt
+//!     wait for a reply, at most min(attempt timeout, what is left of the deadline)
+//!         reply ──────────────────────► decode as the response type, done
+//!         error reply, not retryable ─► return it
+//!         error reply, retryable ─────► (overloaded) back off, next attempt
+//!         nothing in time ────────────► next attempt (a late reply still counts)
+//! out of attempts or time: the last retryable error, or Timeout
+//! ```
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use kernel_errors::Error;
+use kernel_proto::platform::PlatformError;
+use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec};
+
+use crate::{Client, codes};
+
+/// The smallest pause before retrying a failure that came back at once (no route, overload).
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+/// The largest such pause.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// One call to an endpoint, not sent yet. Await it for the typed response.
+///
+/// Built by [`Client::call`]; the settings start from the client's defaults.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kernel_client::Client;
+/// # use kernel_proto::platform::{HealthRequest, HealthResponse};
+/// # use kernel_transport::InProcessTransport;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let client = Client::new(InProcessTransport::new());
+/// let reply = client
+///     .call::<_, HealthResponse>("com.example.users", "health", &HealthRequest {})
+///     .deadline(Duration::from_millis(500))
+///     .attempts(2)
+///     .json()
+///     .session_id("a-session")
+///     .await;
+/// # assert!(reply.is_err());
+/// # }
+/// ```
+#[must_use = "a call does nothing until it is awaited"]
+pub struct Call<'a, Req, Rsp> {
+    client: &'a Client,
+    service: &'a str,
+    endpoint: &'a str,
+    request: &'a Req,
+    options: Options,
+    _response: PhantomData<fn() -> Rsp>,
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    deadline: Duration,
+    attempt_timeout: Duration,
+    attempts: u32,
+    content_type: ContentType,
+    session_id: String,
+    trace_id: String,
+    parent_message_id: String,
+}
+
+impl<Req, Rsp> std::fmt::Debug for Call<'_, Req, Rsp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("service", &self.service)
+            .field("endpoint", &self.endpoint)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
+    pub(crate) fn new(
+        client: &'a Client,
+        service: &'a str,
+        endpoint: &'a str,
+        request: &'a Req,
+    ) -> Self {
+        let defaults = client.inner().defaults;
+        Call {
+            client,
+            service,
+            endpoint,
+            request,
+            options: Options {
+                deadline: defaults.deadline,
+                attempt_timeout: defaults.attempt_timeout,
+                attempts: defaults.attempts,
+                content_type: defaults.content_type,
+                session_id: String::new(),
+                trace_id: String::new(),
+                parent_message_id: String::new(),
+            },
+            _response: PhantomData,
+        }
+    }
+
+    /// How long the call may take in all, attempts included.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.options.deadline = deadline;
+        self
+    }
+
+    /// How long one attempt waits for its reply (never past the deadline).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.options.attempt_timeout = timeout;
+        self
+    }
+
+    /// How many times the request is sent at most; values below 1 mean 1.
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.options.attempts = attempts.max(1);
+        self
+    }
+
+    /// Encodes the request (and so the reply) as JSON, in the protobuf JSON mapping.
+    pub fn json(mut self) -> Self {
+        self.options.content_type = ContentType::Json;
+        self
+    }
+
+    /// Sends the caller's session id (`sessionID` header).
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.options.session_id = session_id.into();
+        self
+    }
+
+    /// Sends a trace id (`traceID` header).
+    pub fn trace_id(mut self, trace_id: impl Into<String>) -> Self {
+        self.options.trace_id = trace_id.into();
+        self
+    }
+
+    /// Names the request being handled when this call is made (`parentMessageID` header).
+    pub fn parent_message_id(mut self, message_id: impl Into<String>) -> Self {
+        self.options.parent_message_id = message_id.into();
+        self
+    }
+
+    async fn run(self) -> Result<Rsp, Error> {
+        let payload = codec::encode(self.options.content_type, self.request).map_err(|e| {
+            Error::bad_request(codes::MARSHAL, format!("cannot encode the request: {e}"))
+        })?;
+        let mut request = Envelope::request(
+            self.service,
+            self.endpoint,
+            self.options.content_type,
+            payload,
+        );
+        request.session_id = self.options.session_id.clone();
+        request.trace_id = self.options.trace_id.clone();
+        request.parent_message_id = self.options.parent_message_id.clone();
+        let reply = execute(self.client, request, &self.options).await?;
+        codec::decode(reply.content_type, &reply.payload).map_err(|e| {
+            Error::bad_response(codes::UNMARSHAL, format!("cannot decode the reply: {e}"))
+                .with_context(self.service)
+                .with_context(self.endpoint)
+        })
+    }
+}
+
+impl<'a, Req: Message, Rsp: Message> IntoFuture for Call<'a, Req, Rsp> {
+    type Output = Result<Rsp, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Metric names of one (service, endpoint), built once per call.
+struct Buckets {
+    success: String,
+    error: String,
+    timed_out: String,
+}
+
+impl Buckets {
+    fn new(service: &str, endpoint: &str) -> Self {
+        let base = format!("client.{service}.{endpoint}");
+        Buckets {
+            success: format!("{base}.success"),
+            timed_out: format!("{base}.error.timedOut"),
+            error: base + ".error",
+        }
+    }
+}
+
+/// Sends `request` until a reply, a final error, or the end of attempts or deadline.
+async fn execute(
+    client: &Client,
+    mut request: Envelope,
+    options: &Options,
+) -> Result<Envelope, Error> {
+    let inner = client.inner();
+    let inst = inner.instrumenter.as_ref();
+    let buckets = Buckets::new(&request.service, &request.endpoint);
+    client.start().await?;
+
+    let started = Instant::now();
+    let deadline = started + options.deadline;
+    request.deadline = Some(SystemTime::now() + options.deadline);
+    request.reply_to = inner.transport.instance_queue().to_owned();
+    request.from = client.from_name().to_owned();
+
+    let mut registration = inner.pending.register(&request.message_id);
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(MIN_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let mut last_error = None;
+
+    for _attempt in 1..=options.attempts {
+        let attempt_started = Instant::now();
+        let Some(remaining) = deadline
+            .checked_duration_since(attempt_started)
+            .filter(|d| !d.is_zero())
+        else {
+            break;
+        };
+        let destination = Destination::Service(&request.service);
+        let sent = tokio::time::timeout(
+            remaining,
+            inner.transport.send(destination, request.clone()),
+        )
+        .await;
+        let failure = match sent {
+            Err(_elapsed) => break,
+            Ok(Err(error)) => Error::from(error),
+            Ok(Ok(())) => {
+                let wait = options
+                    .attempt_timeout
+                    .min(deadline.saturating_duration_since(Instant::now()));
+                match tokio::time::timeout(wait, registration.reply()).await {
+                    Err(_elapsed) => {
+                        inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
+                        last_error = None; // a timeout: nothing more specific to report
+                        continue;
+                    }
+                    Ok(None) => Error::connection_lost(
+                        codes::ROUTER_STOPPED,
+                        "the reply router stopped while the call was waiting",
+                    ),
+                    Ok(Some(reply)) if reply.message_type == MessageType::Error => {
+                        let error = decode_error(&reply);
+                        if !error.is_retryable() {
+                            inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
+                            return Err(record(inst, error));
+                        }
+                        registration.renew();
+                        error
+                    }
+                    Ok(Some(reply)) => {
+                        inst.timing(&buckets.success, attempt_started.elapsed(), 1.0);
+                        return Ok(reply);
+                    }
+                }
+            }
+        };
+        inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
+        if !failure.is_retryable() {
+            return Err(record(
+                inst,
+                failure
+                    .with_context(&request.service)
+                    .with_context(&request.endpoint),
+            ));
+        }
+        last_error = Some(failure);
+        let pause = backoff.next().unwrap_or(MAX_BACKOFF);
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(pause.min(left)).await;
+    }
+
+    let error = match last_error {
+        Some(error) => error
+            .with_context(&request.service)
+            .with_context(&request.endpoint),
+        None => {
+            inst.timing(&buckets.timed_out, started.elapsed(), 1.0);
+            Error::timeout(
+                codes::TIMEOUT,
+                format!(
+                    "no reply from {}.{} within {:?}",
+                    request.service, request.endpoint, options.deadline
+                ),
+            )
+            .with_context(&request.service)
+            .with_context(&request.endpoint)
+        }
+    };
+    Err(record(inst, error))
+}
+
+/// Counts an error returned to the caller (`client.error.<code>`) and returns it.
+fn record(inst: &dyn kernel_inst::Instrumenter, error: Error) -> Error {
+    inst.counter(&format!("client.error.{}", error.code()), 1, 1.0);
+    error
+}
+
+/// The error an error reply carries; `BadResponse` if it does not decode.
+fn decode_error(reply: &Envelope) -> Error {
+    match codec::decode::<PlatformError>(reply.content_type, &reply.payload) {
+        Ok(message) => Error::from(message),
+        Err(e) => Error::bad_response(codes::BAD_RESPONSE, format!("undecodable error reply: {e}"))
+            .with_context(&reply.service)
+            .with_context(&reply.endpoint),
+    }
+}
+
+/// A publication, not sent yet. Await it to send.
+///
+/// Built by [`Client::publish`].
+#[must_use = "a publication is not sent until it is awaited"]
+pub struct Publish<'a, M> {
+    client: &'a Client,
+    topic: &'a str,
+    message: &'a M,
+    content_type: ContentType,
+    session_id: String,
+}
+
+impl<M> std::fmt::Debug for Publish<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, M: Message> Publish<'a, M> {
+    pub(crate) fn new(client: &'a Client, topic: &'a str, message: &'a M) -> Self {
+        Publish {
+            client,
+            topic,
+            message,
+            content_type: client.inner().defaults.content_type,
+            session_id: String::new(),
+        }
+    }
+
+    /// Encodes the message as JSON.
+    pub fn json(mut self) -> Self {
+        self.content_type = ContentType::Json;
+        self
+    }
+
+    /// Sends the publisher's session id (`sessionID` header).
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = session_id.into();
+        self
+    }
+
+    async fn run(self) -> Result<(), Error> {
+        let payload = codec::encode(self.content_type, self.message).map_err(|e| {
+            Error::bad_request(
+                codes::MARSHAL,
+                format!("cannot encode the publication: {e}"),
+            )
+        })?;
+        let inner = self.client.inner();
+        let mut publication = Envelope::publication(self.topic, self.content_type, payload);
+        publication.from = self.client.from_name().to_owned();
+        publication.session_id = self.session_id;
+        publication.reply_to = inner.transport.instance_queue().to_owned();
+        inner
+            .transport
+            .send(Destination::Topic(self.topic), publication)
+            .await?;
+        inner
+            .instrumenter
+            .counter(&format!("client.publish.{}", self.topic), 1, 1.0);
+        Ok(())
+    }
+}
+
+impl<'a, M: Message> IntoFuture for Publish<'a, M> {
+    type Output = Result<(), Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}

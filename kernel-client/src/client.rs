@@ -1,0 +1,309 @@
+//! [`Client`] and [`ClientBuilder`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel_errors::Error;
+use kernel_inst::{Instrumenter, NoopInstrumenter};
+use kernel_transport::{ContentType, Message, Source, Transport};
+use tokio::sync::OnceCell;
+
+use crate::call::{Call, Publish};
+use crate::codes;
+use crate::router::{Pending, Router};
+
+/// How long a call may take in all, attempts included, unless the call says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one attempt waits for its reply (never longer than what is left of the deadline).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times a call is sent at most (the first attempt included).
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+
+/// Calls services and publishes to topics over a [`Transport`].
+///
+/// A client sends typed protobuf requests and returns the typed response or the platform
+/// [`Error`]. Each call has one overall deadline; each attempt waits at most the attempt
+/// timeout (never past the deadline); only retryable failures (timeouts, overload, no route,
+/// a lost connection) are retried, and retries reuse the message id, so a late reply to an
+/// earlier attempt still completes the call. Error replies a handler chose are returned, not
+/// retried.
+///
+/// Cloning is cheap: clones share the transport, the reply router and the settings. The reply
+/// router (the consumer of this process's instance queue) starts with the first call and
+/// stops when the last clone is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use kernel_client::Client;
+/// use kernel_errors::Kind;
+/// use kernel_proto::platform::{HealthRequest, HealthResponse};
+/// use kernel_transport::InProcessTransport;
+///
+/// let client = Client::new(InProcessTransport::new());
+/// let reply: Result<HealthResponse, _> =
+///     client.call("com.example.nobody", "health", &HealthRequest {}).await;
+/// assert_eq!(reply.unwrap_err().kind(), Kind::NoRoute);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+    from: Arc<str>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) instrumenter: Arc<dyn Instrumenter>,
+    pub(crate) defaults: Defaults,
+    pub(crate) pending: Arc<Pending>,
+    router: OnceCell<Router>,
+}
+
+/// Per-call settings a client starts from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Defaults {
+    pub(crate) deadline: Duration,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) attempts: u32,
+    pub(crate) content_type: ContentType,
+}
+
+/// Builds a [`Client`]; see [`Client::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    transport: Arc<dyn Transport>,
+    from: String,
+    instrumenter: Arc<dyn Instrumenter>,
+    defaults: Defaults,
+}
+
+/// A [`ClientBuilder`] setting is out of range.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `attempts` must be at least 1.
+    #[error("attempts must be at least 1")]
+    NoAttempts,
+    /// A duration setting is zero.
+    #[error("{field} must be greater than zero")]
+    ZeroDuration {
+        /// The setting's name.
+        field: &'static str,
+    },
+}
+
+impl Client {
+    /// A client with the default settings, calling as nobody in particular (`from` empty).
+    pub fn new(transport: impl Transport) -> Self {
+        // The defaults are valid by construction.
+        Self::builder(transport).build_unchecked()
+    }
+
+    /// Starts building a client on `transport`.
+    pub fn builder(transport: impl Transport) -> ClientBuilder {
+        ClientBuilder {
+            transport: Arc::new(transport),
+            from: String::new(),
+            instrumenter: Arc::new(NoopInstrumenter),
+            defaults: Defaults {
+                deadline: DEFAULT_DEADLINE,
+                attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                attempts: DEFAULT_ATTEMPTS,
+                content_type: ContentType::Protobuf,
+            },
+        }
+    }
+
+    /// Calls `service`'s `endpoint` with `request`; await it for the typed response.
+    ///
+    /// The returned [`Call`] can be adjusted before it is awaited (deadline, attempts, JSON,
+    /// session and trace ids).
+    ///
+    /// # Errors
+    /// The awaited call fails with the server's error reply, or with `Timeout`
+    /// (`kernel.client.timeout`), `NoRoute`, `Overloaded` or `ConnectionLost` once its
+    /// attempts or its deadline are used up, or `BadResponse` if the reply does not decode as
+    /// `Rsp`.
+    pub fn call<'a, Req: Message, Rsp: Message>(
+        &'a self,
+        service: &'a str,
+        endpoint: &'a str,
+        request: &'a Req,
+    ) -> Call<'a, Req, Rsp> {
+        Call::new(self, service, endpoint, request)
+    }
+
+    /// Publishes `message` to every subscriber of `topic`; await it to send.
+    pub fn publish<'a, M: Message>(&'a self, topic: &'a str, message: &'a M) -> Publish<'a, M> {
+        Publish::new(self, topic, message)
+    }
+
+    /// The transport this client sends on.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// The name this client calls as (the `from` header); empty if not set.
+    pub fn from_name(&self) -> &str {
+        &self.from
+    }
+
+    /// The same client (same transport, reply router and settings) calling as `name`: how a
+    /// service gets a client that says who it is, on the transport the process already uses.
+    ///
+    /// ```
+    /// # use kernel_client::Client;
+    /// # use kernel_transport::InProcessTransport;
+    /// let client = Client::new(InProcessTransport::new());
+    /// let as_greeter = client.calling_as("com.example.greeter");
+    /// assert_eq!(as_greeter.from_name(), "com.example.greeter");
+    /// assert_eq!(client.from_name(), "");
+    /// ```
+    pub fn calling_as(&self, name: impl Into<String>) -> Client {
+        Client {
+            inner: Arc::clone(&self.inner),
+            from: Arc::from(name.into()),
+        }
+    }
+
+    /// The instrumenter calls are recorded with.
+    pub fn instrumenter(&self) -> &Arc<dyn Instrumenter> {
+        &self.inner.instrumenter
+    }
+
+    /// Starts the reply router if it is not running yet. Calls do this themselves; a service
+    /// does it at start so that heartbeats to its instance are answered from the first moment.
+    ///
+    /// # Errors
+    /// `ConnectionLost` if the instance queue cannot be consumed, or if the router stopped
+    /// because the transport closed.
+    pub async fn start(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        let router = inner
+            .router
+            .get_or_try_init(|| async {
+                let deliveries = inner.transport.consume(Source::Instance).await?;
+                Ok::<_, Error>(Router::start(
+                    deliveries,
+                    Arc::clone(&inner.pending),
+                    Arc::clone(&inner.transport),
+                    Arc::clone(&inner.instrumenter),
+                ))
+            })
+            .await?;
+        if router.is_running() {
+            Ok(())
+        } else {
+            Err(Error::connection_lost(
+                codes::ROUTER_STOPPED,
+                "the instance queue's consumer has stopped; the transport is closed",
+            ))
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl ClientBuilder {
+    /// The name to call as: the `from` header, used by servers for per-caller fairness and
+    /// service-to-service rules. A service's own client uses the service's name.
+    pub fn from(mut self, name: impl Into<String>) -> Self {
+        self.from = name.into();
+        self
+    }
+
+    /// Where calls are recorded; default [`NoopInstrumenter`].
+    pub fn instrumenter(mut self, instrumenter: Arc<dyn Instrumenter>) -> Self {
+        self.instrumenter = instrumenter;
+        self
+    }
+
+    /// The overall deadline of a call; default [`DEFAULT_DEADLINE`].
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.defaults.deadline = deadline;
+        self
+    }
+
+    /// How long one attempt waits for its reply; default [`DEFAULT_ATTEMPT_TIMEOUT`].
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.attempt_timeout = timeout;
+        self
+    }
+
+    /// How many times a call is sent at most; default [`DEFAULT_ATTEMPTS`].
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.defaults.attempts = attempts;
+        self
+    }
+
+    /// How requests are encoded; default protobuf.
+    pub fn content_type(mut self, content_type: ContentType) -> Self {
+        self.defaults.content_type = content_type;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// [`BuildError`] naming the setting that is out of range.
+    pub fn build(self) -> Result<Client, BuildError> {
+        if self.defaults.attempts == 0 {
+            return Err(BuildError::NoAttempts);
+        }
+        for (field, value) in [
+            ("deadline", self.defaults.deadline),
+            ("attempt_timeout", self.defaults.attempt_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(BuildError::ZeroDuration { field });
+            }
+        }
+        Ok(self.build_unchecked())
+    }
+
+    fn build_unchecked(self) -> Client {
+        Client {
+            from: Arc::from(self.from),
+            inner: Arc::new(Inner {
+                transport: self.transport,
+                instrumenter: self.instrumenter,
+                defaults: self.defaults,
+                pending: Arc::default(),
+                router: OnceCell::new(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kernel_transport::InProcessTransport;
+
+    use super::*;
+
+    #[test]
+    fn builder_rejects_settings_out_of_range() {
+        let build = |b: ClientBuilder| b.build().map(drop);
+        let transport = InProcessTransport::new();
+        assert_eq!(
+            build(Client::builder(transport.clone()).attempts(0)),
+            Err(BuildError::NoAttempts)
+        );
+        assert_eq!(
+            build(Client::builder(transport.clone()).deadline(Duration::ZERO)),
+            Err(BuildError::ZeroDuration { field: "deadline" })
+        );
+        assert!(build(Client::builder(transport).attempts(1)).is_ok());
+    }
+
+    #[test]
+    fn client_is_send_sync_and_cheap_to_clone() {
+        fn assert_bounds<T: Send + Sync + Clone + 'static>() {}
+        assert_bounds::<Client>();
+    }
+}

@@ -1,0 +1,65 @@
+//! Calling services: typed requests with deadlines and retries, publications, parallel calls.
+//!
+//! `kernel-client` sits on a [`Transport`](kernel_transport::Transport) and under
+//! `kernel-server` (a service calls others through a client) and the `kernel` umbrella. A
+//! [`Client`] sends a prost request to a service's endpoint and returns the typed response or
+//! a platform [`Error`](kernel_errors::Error); [`parallel`] runs many calls with bounded
+//! concurrency; [`MockClient`] (feature `test-util`) answers calls with stubs in unit tests.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), kernel_errors::Error> {
+//! use std::time::Duration;
+//! use kernel_client::Client;
+//! use kernel_errors::Kind;
+//! use kernel_proto::platform::{HealthRequest, HealthResponse};
+//! use kernel_transport::InProcessTransport;
+//!
+//! let client = Client::builder(InProcessTransport::new())
+//!     .from("com.example.caller")
+//!     .deadline(Duration::from_secs(2))
+//!     .build()
+//!     .expect("valid settings");
+//! let reply: Result<HealthResponse, _> = client.call("com.example.users", "health", &HealthRequest {}).await;
+//! // Nobody serves com.example.users on this fresh in-process broker.
+//! assert_eq!(reply.unwrap_err().kind(), Kind::NoRoute);
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//! | feature | enables | default |
+//! |---|---|---|
+//! | `test-util` | [`MockClient`] | no |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod call;
+mod client;
+#[cfg(feature = "test-util")]
+mod mock;
+mod parallel;
+mod router;
+
+pub use call::{Call, Publish};
+pub use client::{
+    BuildError, Client, ClientBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_ATTEMPTS, DEFAULT_DEADLINE,
+};
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use mock::{MockClient, NO_STUB};
+pub use parallel::{DEFAULT_CONCURRENCY, Outcomes, parallel};
+
+/// Codes of the errors this crate raises.
+pub mod codes {
+    /// No reply within the call's deadline, after every attempt.
+    pub const TIMEOUT: &str = "kernel.client.timeout";
+    /// An error reply that does not decode as a `PlatformError`.
+    pub const BAD_RESPONSE: &str = "kernel.client.badresponse";
+    /// A reply that does not decode as the expected response type.
+    pub const UNMARSHAL: &str = "kernel.client.unmarshal";
+    /// A request that cannot be encoded.
+    pub const MARSHAL: &str = "kernel.client.marshal";
+    /// The reply router stopped (the transport closed) while a call needed it.
+    pub const ROUTER_STOPPED: &str = "kernel.client.routerstopped";
+}

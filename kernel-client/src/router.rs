@@ -1,0 +1,148 @@
+//! The reply router: the one consumer of a process's instance queue.
+//!
+//! It hands each reply or error to the call waiting for its correlation id, answers heartbeat
+//! pings, and counts replies nobody waits for (`client.reply.stray`). When the instance queue's
+//! stream ends (the transport closed), every waiting call is told at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use kernel_inst::Instrumenter;
+use kernel_transport::{Deliveries, Destination, Envelope, MessageType, Transport};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Calls waiting for a reply, by message id.
+#[derive(Debug, Default)]
+pub(crate) struct Pending(Mutex<HashMap<String, oneshot::Sender<Envelope>>>);
+
+impl Pending {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Envelope>>> {
+        // Each critical section is one map operation: nothing is left half done by a panic.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a call; replies correlated with `message_id` go to the returned receiver.
+    pub(crate) fn register(self: &Arc<Self>, message_id: &str) -> Registration {
+        let (sender, receiver) = oneshot::channel();
+        self.lock().insert(message_id.to_owned(), sender);
+        Registration {
+            pending: Arc::clone(self),
+            message_id: message_id.to_owned(),
+            receiver,
+        }
+    }
+
+    /// Hands a reply to its call; false if nobody waits for it (any more).
+    fn complete(&self, envelope: Envelope) -> bool {
+        let sender = self.lock().remove(&envelope.correlation_id);
+        sender.is_some_and(|sender| sender.send(envelope).is_ok())
+    }
+
+    /// Tells every waiting call that no reply will come.
+    fn fail_all(&self) {
+        self.lock().clear();
+    }
+}
+
+/// One call's claim on its replies. Dropping it stops waiting; later replies count as stray.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pending: Arc<Pending>,
+    message_id: String,
+    receiver: oneshot::Receiver<Envelope>,
+}
+
+impl Registration {
+    /// The next reply, or `None` if none can come (the router stopped).
+    pub(crate) async fn reply(&mut self) -> Option<Envelope> {
+        (&mut self.receiver).await.ok()
+    }
+
+    /// Waits for another reply to the same message id (after a retryable error reply).
+    pub(crate) fn renew(&mut self) {
+        let (sender, receiver) = oneshot::channel();
+        self.pending.lock().insert(self.message_id.clone(), sender);
+        self.receiver = receiver;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.pending.lock().remove(&self.message_id);
+    }
+}
+
+/// The running router; aborts its task when dropped (with the last `Client` clone).
+#[derive(Debug)]
+pub(crate) struct Router {
+    task: JoinHandle<()>,
+}
+
+impl Router {
+    pub(crate) fn start(
+        mut deliveries: Deliveries,
+        pending: Arc<Pending>,
+        transport: Arc<dyn Transport>,
+        instrumenter: Arc<dyn Instrumenter>,
+    ) -> Self {
+        let task = tokio::spawn(async move {
+            while let Some(delivery) = deliveries.next().await {
+                let (envelope, _no_ack_needed) = delivery.into_parts();
+                route(
+                    envelope,
+                    &pending,
+                    transport.as_ref(),
+                    instrumenter.as_ref(),
+                )
+                .await;
+            }
+            tracing::warn!("the instance queue's consumer ended; waiting calls fail");
+            pending.fail_all();
+        });
+        Router { task }
+    }
+
+    /// Whether the router still runs (the transport has not closed its instance queue).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn route(
+    envelope: Envelope,
+    pending: &Pending,
+    transport: &dyn Transport,
+    instrumenter: &dyn Instrumenter,
+) {
+    if envelope.is_ping() {
+        if !envelope.reply_to.is_empty() {
+            let pong = envelope.pong();
+            if let Err(error) = transport
+                .send(Destination::Instance(&envelope.reply_to), pong)
+                .await
+            {
+                tracing::debug!(%error, "could not answer a heartbeat");
+            }
+        }
+        return;
+    }
+    match envelope.message_type {
+        MessageType::Reply | MessageType::Error => {
+            if !pending.complete(envelope) {
+                tracing::debug!("stray reply dropped: no call waits for its correlation id");
+                instrumenter.counter("client.reply.stray", 1, 1.0);
+            }
+        }
+        other => {
+            tracing::debug!(message_type = %other, "unexpected message on the instance queue");
+            instrumenter.counter("client.reply.unexpected", 1, 1.0);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! [`Endpoint`]: a name, a handler, its declared latency, and optionally a topic.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel_transport::Message;
+
+use crate::handler::{ErasedHandler, Handler, Typed};
+
+/// The mean latency an endpoint declares unless told otherwise.
+pub const DEFAULT_MEAN_TIME: Duration = Duration::from_millis(100);
+/// The 95th-percentile latency an endpoint declares unless told otherwise.
+pub const DEFAULT_UPPER95: Duration = Duration::from_millis(200);
+
+/// One endpoint of a service: its name, its handler, and what it promises.
+///
+/// The declared mean and 95th-percentile latencies are the endpoint's service level: callers
+/// size their attempt timeouts from the latter, and admission control (a later layer) lets a
+/// request wait at most the mean for capacity. An endpoint that [`subscribe`](Self::subscribe)s
+/// to a topic also receives that topic's publications (its handler's response is discarded).
+///
+/// ```
+/// use std::time::Duration;
+/// use kernel_errors::Error;
+/// use kernel_proto::platform::{LoadedConfigRequest, LoadedConfigResponse};
+/// use kernel_server::{Endpoint, Request};
+///
+/// async fn config(_: Request<LoadedConfigRequest>) -> Result<LoadedConfigResponse, Error> {
+///     Ok(LoadedConfigResponse::default())
+/// }
+///
+/// let endpoint = Endpoint::new("config", config)
+///     .mean_time(Duration::from_millis(5))
+///     .upper95(Duration::from_millis(20));
+/// assert_eq!(endpoint.name(), "config");
+/// ```
+#[derive(Clone)]
+pub struct Endpoint {
+    pub(crate) name: String,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) mean_time: Duration,
+    pub(crate) upper95: Duration,
+    pub(crate) subscribe: Option<String>,
+}
+
+impl Endpoint {
+    /// An endpoint named `name` served by `handler`.
+    pub fn new<H, Req, Rsp>(name: impl Into<String>, handler: H) -> Self
+    where
+        H: Handler<Req, Rsp>,
+        Req: Message,
+        Rsp: Message,
+    {
+        Endpoint {
+            name: name.into(),
+            handler: Arc::new(Typed::new(handler)),
+            mean_time: DEFAULT_MEAN_TIME,
+            upper95: DEFAULT_UPPER95,
+            subscribe: None,
+        }
+    }
+
+    /// Declares the mean latency; default [`DEFAULT_MEAN_TIME`].
+    #[must_use]
+    pub fn mean_time(mut self, mean: Duration) -> Self {
+        self.mean_time = mean;
+        self
+    }
+
+    /// Declares the 95th-percentile latency; default [`DEFAULT_UPPER95`].
+    #[must_use]
+    pub fn upper95(mut self, upper95: Duration) -> Self {
+        self.upper95 = upper95;
+        self
+    }
+
+    /// Also delivers publications on `topic` (AMQP topic patterns allowed) to this handler.
+    #[must_use]
+    pub fn subscribe(mut self, topic: impl Into<String>) -> Self {
+        self.subscribe = Some(topic.into());
+        self
+    }
+
+    /// The endpoint's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The declared mean latency.
+    pub fn declared_mean_time(&self) -> Duration {
+        self.mean_time
+    }
+
+    /// The declared 95th-percentile latency.
+    pub fn declared_upper95(&self) -> Duration {
+        self.upper95
+    }
+
+    /// The topic this endpoint subscribes to, if any.
+    pub fn subscription(&self) -> Option<&str> {
+        self.subscribe.as_deref()
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("mean_time", &self.mean_time)
+            .field("upper95", &self.upper95)
+            .field("subscribe", &self.subscribe)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `name` is a valid endpoint name: non-empty lowercase ASCII letters, digits, `_`,
+/// `-` and `.` (H2 required lowercase too).
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        })
+}

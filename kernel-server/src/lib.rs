@@ -1,0 +1,67 @@
+//! Serving endpoints: typed handlers, the request path, publications and graceful shutdown.
+//!
+//! `kernel-server` sits on `kernel-client` (a service calls others through a client, and
+//! shares its transport and reply router) and under the `kernel` umbrella. A [`Service`] is a
+//! name, a version and [`Endpoint`]s, each an async [`Handler`] from a typed [`Request`] to a
+//! typed response or a platform [`Error`](kernel_errors::Error).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), kernel_errors::Error> {
+//! use kernel_client::Client;
+//! use kernel_errors::{Error, Kind};
+//! use kernel_proto::platform::{JsonSchemaRequest, JsonSchemaResponse};
+//! use kernel_server::{Endpoint, Request, Service};
+//! use kernel_transport::InProcessTransport;
+//!
+//! async fn schema(request: Request<JsonSchemaRequest>) -> Result<JsonSchemaResponse, Error> {
+//!     match request.message().endpoint.as_str() {
+//!         "" => Ok(JsonSchemaResponse { jsonschema: "{}".into() }),
+//!         other => Err(Error::not_found("com.example.docs.schema.missing", format!("no endpoint {other}"))),
+//!     }
+//! }
+//!
+//! let client = Client::new(InProcessTransport::new());
+//! let service = Service::new("com.example.docs")
+//!     .endpoint(Endpoint::new("schema", schema))
+//!     .build(&client)
+//!     .expect("a valid service");
+//! tokio::spawn(service.serve());
+//! # tokio::task::yield_now().await;
+//!
+//! let missing: Result<JsonSchemaResponse, _> = client
+//!     .call("com.example.docs", "schema", &JsonSchemaRequest { endpoint: "nope".into() })
+//!     .await;
+//! assert_eq!(missing.unwrap_err().kind(), Kind::NotFound);
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod endpoint;
+mod handler;
+mod request;
+mod service;
+
+pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
+pub use handler::Handler;
+pub use request::{Request, RequestContext};
+pub use service::{
+    BuildError, DEFAULT_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT, Service, ServiceBuilder,
+};
+
+/// Codes of the errors this crate raises.
+pub mod codes {
+    /// The request names an endpoint the service does not have.
+    pub const UNKNOWN_ENDPOINT: &str = "kernel.server.unknownendpoint";
+    /// The request was addressed to another service.
+    pub const WRONG_SERVICE: &str = "kernel.server.wrongservice";
+    /// The payload does not decode as the endpoint's request type, or its content type is
+    /// not one the kernel speaks.
+    pub const BAD_REQUEST: &str = "kernel.server.badrequest";
+    /// The handler panicked.
+    pub const PANIC: &str = "kernel.server.panic";
+    /// The handler's response could not be encoded.
+    pub const MARSHAL: &str = "kernel.server.marshal";
+}

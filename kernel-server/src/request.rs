@@ -1,0 +1,153 @@
+//! [`Request`]: what a handler receives.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use kernel_transport::{ContentType, Envelope};
+
+/// A decoded request and everything the caller sent with it.
+///
+/// ```
+/// use kernel_errors::Error;
+/// use kernel_proto::platform::{LoadedConfigRequest, LoadedConfigResponse};
+/// use kernel_server::Request;
+///
+/// async fn loaded_config(request: Request<LoadedConfigRequest>) -> Result<LoadedConfigResponse, Error> {
+///     let caller = request.caller();
+///     Ok(LoadedConfigResponse { config: format!(r#"{{"asked_by":"{caller}"}}"#) })
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Request<T> {
+    message: T,
+    context: RequestContext,
+}
+
+/// Who sent a request, when they stop waiting, and the rest of its headers.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    pub(crate) service: String,
+    pub(crate) endpoint: String,
+    pub(crate) message_id: String,
+    pub(crate) caller: String,
+    pub(crate) session_id: String,
+    pub(crate) trace_id: String,
+    pub(crate) parent_message_id: String,
+    pub(crate) topic: String,
+    pub(crate) deadline: Option<SystemTime>,
+    pub(crate) content_type: ContentType,
+    pub(crate) headers: HashMap<String, String>,
+}
+
+impl RequestContext {
+    /// Everything but the payload of a received envelope.
+    pub(crate) fn from_envelope(envelope: &Envelope) -> Self {
+        RequestContext {
+            service: envelope.service.clone(),
+            endpoint: envelope.endpoint.clone(),
+            message_id: envelope.message_id.clone(),
+            caller: envelope.from.clone(),
+            session_id: envelope.session_id.clone(),
+            trace_id: envelope.trace_id.clone(),
+            parent_message_id: envelope.parent_message_id.clone(),
+            topic: envelope.topic.clone(),
+            deadline: envelope.deadline,
+            content_type: envelope.content_type,
+            headers: envelope.headers.clone(),
+        }
+    }
+}
+
+impl<T> Request<T> {
+    /// A request carrying `message`, as the server builds it; useful to call handlers in tests.
+    pub fn new(message: T, context: RequestContext) -> Self {
+        Request { message, context }
+    }
+
+    /// The decoded message.
+    pub fn message(&self) -> &T {
+        &self.message
+    }
+
+    /// Takes the decoded message.
+    pub fn into_message(self) -> T {
+        self.message
+    }
+
+    /// Splits the request into its message and context.
+    pub fn into_parts(self) -> (T, RequestContext) {
+        (self.message, self.context)
+    }
+
+    /// The context: caller, session, trace, deadline, headers.
+    pub fn context(&self) -> &RequestContext {
+        &self.context
+    }
+
+    /// The calling service (`from` header); empty if the caller did not say.
+    pub fn caller(&self) -> &str {
+        &self.context.caller
+    }
+
+    /// The caller's session id; empty if none.
+    pub fn session_id(&self) -> &str {
+        &self.context.session_id
+    }
+
+    /// The trace id; empty if none.
+    pub fn trace_id(&self) -> &str {
+        &self.context.trace_id
+    }
+
+    /// When the caller stops waiting; work past it is wasted.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.context.deadline
+    }
+
+    /// The request's message id (for a publication, the publication's).
+    pub fn message_id(&self) -> &str {
+        &self.context.message_id
+    }
+
+    /// The endpoint called (empty for a publication).
+    pub fn endpoint(&self) -> &str {
+        &self.context.endpoint
+    }
+
+    /// The topic, for a publication (empty for a request).
+    pub fn topic(&self) -> &str {
+        &self.context.topic
+    }
+
+    /// A header the wire contract does not name, if the caller sent it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.context.headers.get(name).map(String::as_str)
+    }
+}
+
+impl RequestContext {
+    /// The calling service; empty if the caller did not say.
+    pub fn caller(&self) -> &str {
+        &self.caller
+    }
+
+    /// The id of the request being handled, to pass on as the parent of calls made for it.
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    /// The id of the request the caller was handling when it called, if it said.
+    pub fn parent_message_id(&self) -> &str {
+        &self.parent_message_id
+    }
+
+    /// How the request was encoded (the reply uses the same).
+    pub fn content_type(&self) -> ContentType {
+        self.content_type
+    }
+
+    /// The service the request was addressed to.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+}

@@ -1,0 +1,654 @@
+//! The transport conformance suite: every behaviour of the request path, written once and run
+//! against each transport (`conformance_in_process.rs`, `amqp_conformance.rs`).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test crates
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kernel_client::Client;
+use kernel_errors::{Error, Kind};
+use kernel_inst::MemoryInstrumenter;
+use kernel_proto::examples::{Greeted, HelloRequest, HelloResponse};
+use kernel_proto::platform::PlatformError;
+use kernel_server::{Endpoint, Request, Service, codes};
+use kernel_transport::{
+    ContentType, Destination, Envelope, InProcessBroker, MessageType, Source, Transport, codec,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// The longest any single wait in these tests may take before it fails the test.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// Awaits `future` at most [`BOUND`], failing the test with `what` if it takes longer.
+pub async fn bounded<T>(what: &str, future: impl IntoFuture<Output = T>) -> T {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {BOUND:?}"))
+}
+
+/// Makes transports that behave like separate processes on one broker.
+pub trait Harness: Send + Sync + 'static {
+    /// A new "process" on the broker under test.
+    fn connect(&self) -> impl Future<Output = Arc<dyn Transport>> + Send;
+}
+
+/// The embedded broker.
+pub struct InProcess(pub InProcessBroker);
+
+impl Harness for InProcess {
+    async fn connect(&self) -> Arc<dyn Transport> {
+        Arc::new(self.0.connect())
+    }
+}
+
+/// The address of a real engine: the environment variable if set (as `cargo xtask test`
+/// does), else the line `cargo xtask services up` wrote to `.services/env`. Fails, naming the
+/// command to run, if neither is there: engine tests never skip silently.
+pub fn engine_address(var: &str) -> String {
+    if let Ok(value) = std::env::var(var) {
+        return value;
+    }
+    let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.services/env");
+    let from_file = std::fs::read_to_string(env_file).ok().and_then(|contents| {
+        contents.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            (name.trim() == var).then(|| value.trim().to_owned())
+        })
+    });
+    from_file.unwrap_or_else(|| {
+        panic!(
+            "{var} is not set and {env_file} has no such line: run the tests with \
+             `cargo xtask test`, or run `cargo xtask services up` first"
+        )
+    })
+}
+
+/// A name no other test (or test run on the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("test.{prefix}.{}.{nanos}", std::process::id())
+}
+
+/// A running service; stops when dropped or on `stop()`.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    /// Stops the service and waits for it to finish its requests in flight.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        bounded("the service's shutdown", &mut self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `service` in the background, returning once its work queue is consumed (a
+/// heartbeat sent to the service is routed, which needs the queue).
+pub async fn serve(service: Service) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let name = service.name().to_owned();
+    let probe = Arc::clone(service.client().transport());
+    let task = tokio::spawn(service.serve_with_shutdown(async {
+        let _ = stopped.await;
+    }));
+    bounded("the service to start consuming", async {
+        loop {
+            let ping = Envelope::ping(probe.instance_queue());
+            match probe.send(Destination::Service(&name), ping).await {
+                Ok(()) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await;
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// What the greeter's handlers saw.
+#[derive(Default)]
+pub struct Seen {
+    pub hello: AtomicUsize,
+    pub expired: AtomicUsize,
+}
+
+/// The greeter used by most cases: `hello` greets, `fail` returns a typed error, `panic`
+/// panics on "boom", `expired` counts its executions.
+pub fn greeter(name: &str, instance: &str, seen: Arc<Seen>) -> kernel_server::ServiceBuilder {
+    let hello_seen = Arc::clone(&seen);
+    let instance = instance.to_owned();
+    let hello = move |request: Request<HelloRequest>| {
+        let seen = Arc::clone(&hello_seen);
+        let instance = instance.clone();
+        async move {
+            seen.hello.fetch_add(1, Ordering::SeqCst);
+            Ok(HelloResponse {
+                greeting: format!("hello, {}", request.message().name),
+                served_by: instance,
+            })
+        }
+    };
+    let fail = |request: Request<HelloRequest>| async move {
+        Err::<HelloResponse, _>(
+            Error::not_found(
+                "test.greeter.fail.nobody",
+                format!("nobody called {}", request.message().name),
+            )
+            .with_context("greeter"),
+        )
+    };
+    let panic = |request: Request<HelloRequest>| async move {
+        if request.message().name == "boom" {
+            panic!("the handler blew up");
+        }
+        Ok::<_, Error>(HelloResponse {
+            greeting: "calm".into(),
+            served_by: String::new(),
+        })
+    };
+    let expired = move |_: Request<HelloRequest>| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.expired.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>(HelloResponse::default())
+        }
+    };
+    Service::new(name)
+        .version("1.0.0")
+        .endpoint(Endpoint::new("hello", hello))
+        .endpoint(Endpoint::new("fail", fail))
+        .endpoint(Endpoint::new("panic", panic))
+        .endpoint(Endpoint::new("expired", expired))
+}
+
+/// A client on a new "process" of the harness.
+pub async fn client(harness: &impl Harness) -> Client {
+    Client::builder(harness.connect().await)
+        .from("test.caller")
+        .deadline(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A greeter and a client in separate "processes", the greeter already serving.
+pub async fn greeter_and_client(harness: &impl Harness) -> (String, Arc<Seen>, Running, Client) {
+    let name = unique("greeter");
+    let seen = Arc::new(Seen::default());
+    let server_side = client(harness).await;
+    let service = greeter(&name, "a", Arc::clone(&seen))
+        .build(&server_side)
+        .unwrap();
+    let running = serve(service).await;
+    (name, seen, running, client(harness).await)
+}
+
+pub fn hello(name: &str) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
+    }
+}
+
+/// Sends a raw request from a fresh "process" and returns the envelope that answers it.
+async fn raw_call(harness: &impl Harness, service: &str, mut request: Envelope) -> Envelope {
+    let transport = harness.connect().await;
+    let mut replies = transport.consume(Source::Instance).await.unwrap();
+    request.reply_to = transport.instance_queue().to_owned();
+    transport
+        .send(Destination::Service(service), request)
+        .await
+        .unwrap();
+    bounded("the raw reply", replies.next())
+        .await
+        .expect("a reply")
+        .envelope
+}
+
+// ---- the cases -------------------------------------------------------------------------------
+
+pub async fn request_reply(harness: impl Harness) {
+    let (service, seen, running, client) = greeter_and_client(&harness).await;
+    let reply: HelloResponse = client.call(&service, "hello", &hello("ada")).await.unwrap();
+    assert_eq!(reply.greeting, "hello, ada");
+    assert_eq!(seen.hello.load(Ordering::SeqCst), 1);
+    running.stop().await;
+}
+
+pub async fn error_reply(harness: impl Harness) {
+    let (service, _, running, client) = greeter_and_client(&harness).await;
+    let error = client
+        .call::<_, HelloResponse>(&service, "fail", &hello("bob"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), Kind::NotFound);
+    assert_eq!(error.code(), "test.greeter.fail.nobody");
+    assert_eq!(error.description(), "nobody called bob");
+    assert_eq!(error.context(), ["greeter"]);
+    running.stop().await;
+}
+
+pub async fn unknown_endpoint(harness: impl Harness) {
+    let (service, _, running, client) = greeter_and_client(&harness).await;
+    let error = client
+        .call::<_, HelloResponse>(&service, "nope", &hello("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), Kind::NotFound);
+    assert_eq!(error.code(), codes::UNKNOWN_ENDPOINT);
+    running.stop().await;
+}
+
+/// A call to a service nobody serves fails with `NoRoute`, not `Timeout`: the broker said so
+/// at once instead of the call waiting out its 30-second deadline.
+pub async fn unknown_service_fails_fast(harness: impl Harness) {
+    let client = client(&harness).await;
+    let service = unique("nobody");
+    let request = hello("x");
+    let call = client
+        .call::<_, HelloResponse>(&service, "hello", &request)
+        .deadline(Duration::from_secs(30));
+    let error = bounded("the no-route error (well before the 30 s deadline)", call)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), Kind::NoRoute);
+    assert_eq!(error.code(), kernel_transport::codes::NO_ROUTE);
+}
+
+/// Two services subscribed to one topic each receive a publication once.
+pub async fn publication_reaches_two_services(harness: impl Harness) {
+    let topic = unique("greeted");
+    let (sender, mut received) = mpsc::unbounded_channel();
+    let mut running = Vec::new();
+    for subscriber in ["audit", "stats"] {
+        let sender = sender.clone();
+        let on_greeted = move |request: Request<Greeted>| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send((
+                    subscriber,
+                    request.message().name.clone(),
+                    request.topic().to_owned(),
+                ));
+                Ok::<_, Error>(Greeted::default())
+            }
+        };
+        let service = Service::new(unique(subscriber))
+            .endpoint(Endpoint::new("greeted", on_greeted).subscribe(&topic))
+            .build(&client(&harness).await)
+            .unwrap();
+        running.push(serve(service).await);
+    }
+    let publisher = client(&harness).await;
+    let greeted = Greeted {
+        name: "ada".into(),
+        count: 1,
+    };
+    publisher.publish(&topic, &greeted).await.unwrap();
+
+    let mut got = vec![
+        bounded("the first subscriber", received.recv())
+            .await
+            .unwrap(),
+        bounded("the second subscriber", received.recv())
+            .await
+            .unwrap(),
+    ];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("audit", "ada".to_owned(), topic.clone()),
+            ("stats", "ada".to_owned(), topic.clone())
+        ]
+    );
+    for service in running {
+        service.stop().await;
+    }
+    assert!(
+        received.try_recv().is_err(),
+        "each subscriber got the publication exactly once"
+    );
+}
+
+pub async fn json_and_protobuf(harness: impl Harness) {
+    let (service, _, running, client) = greeter_and_client(&harness).await;
+    let proto: HelloResponse = client.call(&service, "hello", &hello("pb")).await.unwrap();
+    let json: HelloResponse = client
+        .call(&service, "hello", &hello("js"))
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (proto.greeting.as_str(), json.greeting.as_str()),
+        ("hello, pb", "hello, js")
+    );
+
+    // The JSON reply really is JSON, in the protobuf JSON mapping.
+    let request = Envelope::request(
+        &service,
+        "hello",
+        ContentType::Json,
+        r#"{"name":"raw"}"#.into(),
+    );
+    let reply = raw_call(&harness, &service, request).await;
+    assert_eq!(reply.content_type, ContentType::Json);
+    assert_eq!(
+        std::str::from_utf8(&reply.payload).unwrap(),
+        r#"{"greeting":"hello, raw","servedBy":"a"}"#
+    );
+    running.stop().await;
+}
+
+/// Garbage in either content type, or an unknown content type, gets `BadRequest`.
+pub async fn malformed_payload_is_bad_request(harness: impl Harness) {
+    let (service, seen, running, _) = greeter_and_client(&harness).await;
+    for (content_type, payload) in [
+        (ContentType::Protobuf, &b"\xff\xff\xff\xff"[..]),
+        (ContentType::Json, &b"{\"name\": 42"[..]),
+        (ContentType::Unsupported, &b"<xml/>"[..]),
+    ] {
+        let request = Envelope::request(&service, "hello", content_type, payload.to_vec().into());
+        let reply = raw_call(&harness, &service, request).await;
+        assert_eq!(reply.message_type, MessageType::Error);
+        let message = codec::decode::<PlatformError>(reply.content_type, &reply.payload).unwrap();
+        let error = Error::from(message);
+        assert_eq!(error.kind(), Kind::BadRequest, "{content_type:?}");
+        assert_eq!(error.code(), codes::BAD_REQUEST);
+    }
+    assert_eq!(
+        seen.hello.load(Ordering::SeqCst),
+        0,
+        "the handler never ran"
+    );
+    running.stop().await;
+}
+
+pub async fn panicking_handler_then_next_call_succeeds(harness: impl Harness) {
+    let (service, _, running, client) = greeter_and_client(&harness).await;
+    let error = client
+        .call::<_, HelloResponse>(&service, "panic", &hello("boom"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), Kind::InternalServerError);
+    assert_eq!(error.code(), codes::PANIC);
+    let calm: HelloResponse = client
+        .call(&service, "panic", &hello("calm"))
+        .await
+        .unwrap();
+    assert_eq!(calm.greeting, "calm");
+    running.stop().await;
+}
+
+/// A request whose deadline passed before it was handled is not executed. The service holds
+/// one request at a time, so once a later request is answered the expired one was settled.
+pub async fn expired_request_is_not_executed(harness: impl Harness) {
+    let name = unique("greeter");
+    let seen = Arc::new(Seen::default());
+    let service = greeter(&name, "a", Arc::clone(&seen))
+        .capacity(1)
+        .build(&client(&harness).await)
+        .unwrap();
+    let running = serve(service).await;
+
+    let transport = harness.connect().await;
+    let payload = codec::encode(ContentType::Protobuf, &hello("late")).unwrap();
+    let mut expired = Envelope::request(&name, "expired", ContentType::Protobuf, payload);
+    expired.deadline = Some(SystemTime::now() - Duration::from_secs(1));
+    expired.reply_to = transport.instance_queue().to_owned();
+    transport
+        .send(Destination::Service(&name), expired)
+        .await
+        .unwrap();
+
+    let client = client(&harness).await;
+    let _: HelloResponse = client.call(&name, "hello", &hello("after")).await.unwrap();
+    assert_eq!(
+        seen.expired.load(Ordering::SeqCst),
+        0,
+        "the expired request ran"
+    );
+    assert_eq!(seen.hello.load(Ordering::SeqCst), 1);
+    running.stop().await;
+}
+
+/// Attempt 1 times out, attempt 2 (same message id) is sent; the first invocation's reply,
+/// arriving during attempt 2, completes the call.
+pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness) {
+    let name = unique("slow");
+    let invocations = Arc::new(AtomicUsize::new(0));
+    let release_first = Arc::new(Notify::new());
+    let second_started = Arc::new(Notify::new());
+    let handler = {
+        let (invocations, release_first, second_started) = (
+            Arc::clone(&invocations),
+            Arc::clone(&release_first),
+            Arc::clone(&second_started),
+        );
+        move |_: Request<HelloRequest>| {
+            let (invocations, release_first, second_started) = (
+                Arc::clone(&invocations),
+                Arc::clone(&release_first),
+                Arc::clone(&second_started),
+            );
+            async move {
+                let n = invocations.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == 1 {
+                    release_first.notified().await;
+                } else {
+                    second_started.notify_one();
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Error>(HelloResponse {
+                    greeting: "hi".into(),
+                    served_by: format!("invocation {n}"),
+                })
+            }
+        }
+    };
+    let service = Service::new(&name)
+        .endpoint(Endpoint::new("hello", handler))
+        .shutdown_timeout(Duration::from_millis(100))
+        .build(&client(&harness).await)
+        .unwrap();
+    let running = serve(service).await;
+
+    let client = client(&harness).await;
+    let call = {
+        let (client, name) = (client.clone(), name.clone());
+        tokio::spawn(async move {
+            client
+                .call::<_, HelloResponse>(&name, "hello", &hello("x"))
+                .attempt_timeout(Duration::from_millis(300))
+                .attempts(3)
+                .deadline(Duration::from_secs(15))
+                .await
+        })
+    };
+    bounded(
+        "the second attempt to reach the handler",
+        second_started.notified(),
+    )
+    .await;
+    release_first.notify_one();
+    let reply = bounded("the call", call).await.unwrap().unwrap();
+    assert_eq!(reply.served_by, "invocation 1");
+    running.stop().await;
+}
+
+/// A reply nobody waits for is dropped and counted; calls go on working.
+pub async fn stray_reply_is_ignored(harness: impl Harness) {
+    let (service, _, running, _) = greeter_and_client(&harness).await;
+    let memory = MemoryInstrumenter::new();
+    let client = Client::builder(harness.connect().await)
+        .instrumenter(Arc::new(memory.clone()))
+        .build()
+        .unwrap();
+    client.start().await.unwrap();
+
+    let stranger = harness.connect().await;
+    let payload = codec::encode(ContentType::Protobuf, &HelloResponse::default()).unwrap();
+    let mut stray = Envelope::request(&service, "hello", ContentType::Protobuf, Default::default())
+        .reply(ContentType::Protobuf, payload);
+    stray.correlation_id = "nobody-waits-for-this".into();
+    stranger
+        .send(
+            Destination::Instance(client.transport().instance_queue()),
+            stray,
+        )
+        .await
+        .unwrap();
+
+    // The stray reply is ahead of this call's reply in the instance queue.
+    let reply: HelloResponse = client
+        .call(&service, "hello", &hello("after"))
+        .await
+        .unwrap();
+    assert_eq!(reply.greeting, "hello, after");
+    assert_eq!(memory.snapshot().counter("client.reply.stray"), Some(1));
+    running.stop().await;
+}
+
+/// Two instances of one service share its work queue: 1,000 calls are all answered, each
+/// exactly once, and both instances serve some.
+pub async fn two_instances_share_the_work_queue(harness: impl Harness) {
+    let name = unique("shared");
+    let (seen_a, seen_b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+    let a = greeter(&name, "a", Arc::clone(&seen_a)).capacity(8);
+    let a = serve(a.build(&client(&harness).await).unwrap()).await;
+    let b = greeter(&name, "b", Arc::clone(&seen_b)).capacity(8);
+    let b = serve(b.build(&client(&harness).await).unwrap()).await;
+
+    let client = client(&harness).await;
+    let requests: Vec<_> = (0..1000).map(|i| hello(&i.to_string())).collect();
+    let calls = requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| (i, client.call::<_, HelloResponse>(&name, "hello", request)));
+    let outcomes = bounded("1,000 calls", kernel_client::parallel(calls, 64)).await;
+    let mut by_instance = [0usize; 2];
+    for (i, outcome) in outcomes.iter() {
+        let reply = outcome
+            .as_ref()
+            .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+        assert_eq!(reply.greeting, format!("hello, {i}"));
+        by_instance[usize::from(reply.served_by == "b")] += 1;
+    }
+    let executions = seen_a.hello.load(Ordering::SeqCst) + seen_b.hello.load(Ordering::SeqCst);
+    assert_eq!(executions, 1000, "each call executed exactly once");
+    assert!(
+        by_instance[0] > 0 && by_instance[1] > 0,
+        "both instances served: {by_instance:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Shutdown with calls in flight lets them complete; a call after shutdown fails with a typed
+/// error within its deadline.
+pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
+    let name = unique("draining");
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let handler = {
+        let (started, all_started, release) = (
+            Arc::clone(&started),
+            Arc::clone(&all_started),
+            Arc::clone(&release),
+        );
+        move |request: Request<HelloRequest>| {
+            let (started, all_started, release) = (
+                Arc::clone(&started),
+                Arc::clone(&all_started),
+                Arc::clone(&release),
+            );
+            async move {
+                let released = release.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                if started.fetch_add(1, Ordering::SeqCst) + 1 == 4 {
+                    all_started.notify_one();
+                }
+                released.await;
+                Ok::<_, Error>(HelloResponse {
+                    greeting: request.message().name.clone(),
+                    served_by: String::new(),
+                })
+            }
+        }
+    };
+    let service = Service::new(&name)
+        .endpoint(Endpoint::new("hello", handler))
+        .build(&client(&harness).await)
+        .unwrap();
+    let running = serve(service).await;
+
+    let client = client(&harness).await;
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let (client, name) = (client.clone(), name.clone());
+            tokio::spawn(async move {
+                client
+                    .call::<_, HelloResponse>(&name, "hello", &hello(&i.to_string()))
+                    .attempts(1)
+                    .await
+            })
+        })
+        .collect();
+    bounded("four requests in flight", all_started.notified()).await;
+
+    // Shut down while all four are in flight, then let the handlers finish.
+    let stopping = tokio::spawn(running.stop());
+    release.notify_waiters();
+    for (i, call) in calls.into_iter().enumerate() {
+        let reply = bounded("an in-flight call", call).await.unwrap().unwrap();
+        assert_eq!(reply.greeting, i.to_string());
+    }
+    bounded("the shutdown", stopping).await.unwrap();
+
+    let request = hello("late");
+    let after = client
+        .call::<_, HelloResponse>(&name, "hello", &request)
+        .deadline(Duration::from_secs(5));
+    let error = bounded("the call after shutdown", after).await.unwrap_err();
+    assert_eq!(error.kind(), Kind::NoRoute, "{error}");
+}
+
+/// Generates one `#[tokio::test]` per case for a harness expression.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr) => {
+        $crate::conformance_suite!(@cases $harness;
+            request_reply, error_reply, unknown_endpoint, unknown_service_fails_fast,
+            publication_reaches_two_services, json_and_protobuf, malformed_payload_is_bad_request,
+            panicking_handler_then_next_call_succeeds, expired_request_is_not_executed,
+            late_reply_to_attempt_one_completes_the_call, stray_reply_is_ignored,
+            two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls);
+    };
+    (@cases $harness:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                support::$case($harness).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,236 @@
+//! The [`Transport`] seam and the types it moves: [`Destination`], [`Source`], [`Delivery`].
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+
+use crate::{Envelope, TransportError};
+
+/// Moves envelopes between processes. Deadlines, retries, breakers and handlers live above it.
+///
+/// A transport sends an [`Envelope`] to a [`Destination`] (a service's shared work queue, one
+/// process's instance queue, or a topic) and consumes a [`Source`] as a stream of
+/// [`Delivery`]s. Each process has one instance queue ([`instance_queue`](Self::instance_queue))
+/// where its replies and heartbeats arrive.
+///
+/// Implemented by [`InProcessTransport`](crate::InProcessTransport) (the embedded default: every
+/// service and client in one process, no network) and, with the `amqp` feature,
+/// [`AmqpTransport`](crate::AmqpTransport) (RabbitMQ, the wire contract of `docs/wire.md`).
+/// Clients and services hold it as `Arc<dyn Transport>` so that the choice is made at run time
+/// (`Client::from_env`); that is why it uses `async-trait`.
+///
+/// # Contract for implementations
+/// - `send` to [`Destination::Service`] resolves once the broker has accepted and routed the
+///   request, and fails with [`TransportError::NoRoute`] at once when no queue serves the
+///   service. Sends to instances and topics do not report missing routes: a reply to a process
+///   that is gone, or a publication nobody subscribed to, is dropped.
+/// - A service's work queue is shared by every consumer of it (each request goes to one), and
+///   hands a consumer at most `capacity` deliveries that it has not acked yet.
+/// - A subscription queue is shared by the consumers of one (service, topic) pair; every
+///   subscribed service gets each publication once.
+/// - Dropping a [`Deliveries`] stream cancels the consumer; unacked deliveries go back to the
+///   queue.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one envelope.
+    ///
+    /// # Errors
+    /// [`TransportError::NoRoute`] for a request to a service nobody serves;
+    /// [`TransportError::ConnectionLost`] or [`TransportError::Closed`] if the transport cannot
+    /// send; [`TransportError::InvalidName`] for an empty or overlong destination.
+    async fn send(
+        &self,
+        destination: Destination<'_>,
+        envelope: Envelope,
+    ) -> Result<(), TransportError>;
+
+    /// Starts consuming a source.
+    ///
+    /// # Errors
+    /// As for `send`, plus [`TransportError::Broker`] if the broker refuses the queue.
+    async fn consume(&self, source: Source<'_>) -> Result<Deliveries, TransportError>;
+
+    /// This process's instance queue: where replies and heartbeats for it arrive.
+    fn instance_queue(&self) -> &str;
+}
+
+#[async_trait::async_trait]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    async fn send(
+        &self,
+        destination: Destination<'_>,
+        envelope: Envelope,
+    ) -> Result<(), TransportError> {
+        (**self).send(destination, envelope).await
+    }
+
+    async fn consume(&self, source: Source<'_>) -> Result<Deliveries, TransportError> {
+        (**self).consume(source).await
+    }
+
+    fn instance_queue(&self) -> &str {
+        (**self).instance_queue()
+    }
+}
+
+impl fmt::Debug for dyn Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("instance_queue", &self.instance_queue())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an envelope goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// The shared work queue of a service (requests).
+    Service(&'a str),
+    /// One process's instance queue (replies, errors, heartbeats).
+    Instance(&'a str),
+    /// Every subscription to a topic (publications).
+    Topic(&'a str),
+}
+
+impl fmt::Display for Destination<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Service(name) => write!(f, "service {name}"),
+            Destination::Instance(name) => write!(f, "instance {name}"),
+            Destination::Topic(name) => write!(f, "topic {name}"),
+        }
+    }
+}
+
+/// What to consume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// A service's shared work queue, holding at most `capacity` unacked deliveries.
+    Service {
+        /// The service's name.
+        name: &'a str,
+        /// How many deliveries may be in hand, unacked, at once (the prefetch).
+        capacity: u16,
+    },
+    /// This process's instance queue. Deliveries need no ack. At most one consumer per transport.
+    Instance,
+    /// A service's subscription to a topic, holding at most `capacity` unacked deliveries.
+    Subscription {
+        /// The subscribing service.
+        service: &'a str,
+        /// The topic.
+        topic: &'a str,
+        /// How many deliveries may be in hand, unacked, at once.
+        capacity: u16,
+    },
+}
+
+/// One received envelope, to be acked (done) or rejected (put back) by whoever handles it.
+///
+/// Dropping a delivery without either leaves it unacked until its consumer is cancelled, when
+/// the broker delivers it again.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message received.
+    pub envelope: Envelope,
+    acker: Acker,
+}
+
+impl Delivery {
+    /// A delivery acknowledged through `acker`.
+    pub fn new(envelope: Envelope, acker: Acker) -> Self {
+        Delivery { envelope, acker }
+    }
+
+    /// Splits the delivery so that the envelope can be consumed and the ack sent later.
+    pub fn into_parts(self) -> (Envelope, Acker) {
+        (self.envelope, self.acker)
+    }
+}
+
+/// Settles one delivery with the broker.
+///
+/// Implementations of [`Transport`] provide one per delivery; [`Acker::none`] is for
+/// deliveries that need no ack (instance queues).
+pub struct Acker(Option<Box<dyn Settle>>);
+
+/// What an [`Acker`] does; implemented by each transport.
+#[async_trait::async_trait]
+pub trait Settle: Send + Sync + 'static {
+    /// Marks the delivery handled.
+    async fn ack(self: Box<Self>) -> Result<(), TransportError>;
+    /// Returns the delivery to its queue (`requeue`) or drops it.
+    async fn reject(self: Box<Self>, requeue: bool) -> Result<(), TransportError>;
+}
+
+impl Acker {
+    /// An acker that does nothing: for deliveries that need no ack.
+    pub fn none() -> Self {
+        Acker(None)
+    }
+
+    /// An acker backed by a transport's settlement.
+    pub fn new(settle: impl Settle) -> Self {
+        Acker(Some(Box::new(settle)))
+    }
+
+    /// Marks the delivery handled.
+    ///
+    /// # Errors
+    /// [`TransportError::ConnectionLost`] if the channel the delivery came on is gone (the
+    /// broker then redelivers it).
+    pub async fn ack(self) -> Result<(), TransportError> {
+        match self.0 {
+            Some(settle) => settle.ack().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Returns the delivery to its queue (`requeue = true`) or discards it.
+    ///
+    /// # Errors
+    /// As for [`ack`](Self::ack).
+    pub async fn reject(self, requeue: bool) -> Result<(), TransportError> {
+        match self.0 {
+            Some(settle) => settle.reject(requeue).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Acker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Acker").field(&self.0.is_some()).finish()
+    }
+}
+
+/// The stream of deliveries from one consumer. Dropping it cancels the consumer.
+pub struct Deliveries(Pin<Box<dyn Stream<Item = Delivery> + Send>>);
+
+impl Deliveries {
+    /// Wraps a transport's stream.
+    pub fn new(stream: impl Stream<Item = Delivery> + Send + 'static) -> Self {
+        Deliveries(Box::pin(stream))
+    }
+
+    /// The next delivery, or `None` once the consumer has ended (cancelled or transport closed).
+    pub async fn next(&mut self) -> Option<Delivery> {
+        futures_util::StreamExt::next(self).await
+    }
+}
+
+impl Stream for Deliveries {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deliveries").finish_non_exhaustive()
+    }
+}
