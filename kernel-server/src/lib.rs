@@ -24,7 +24,8 @@
 //! let client = Client::new(InProcessTransport::new());
 //! let service = Service::new("com.example.docs")
 //!     .endpoint(Endpoint::new("schema", schema))
-//!     .build(&client)
+//!     .client(&client)
+//!     .build()
 //!     .expect("a valid service");
 //! tokio::spawn(service.serve());
 //! # tokio::task::yield_now().await;

@@ -64,7 +64,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// let service = Service::new("com.example.config")
 ///     .version("1.0.0")
 ///     .endpoint(Endpoint::new("loadedconfig", config))
-///     .build(&client)
+///     .client(&client)
+///     .build()
 ///     .expect("a valid service");
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let running = tokio::spawn(service.serve_with_shutdown(async { stopped.await.ok(); }));
@@ -106,6 +107,7 @@ pub struct ServiceBuilder {
     capacity: u16,
     shutdown_timeout: Duration,
     instrumenter: Option<Arc<dyn Instrumenter>>,
+    client: Option<Client>,
 }
 
 /// A [`ServiceBuilder`] was given something it cannot serve.
@@ -127,6 +129,9 @@ pub enum BuildError {
     /// The capacity is zero.
     #[error("capacity must be at least 1")]
     ZeroCapacity,
+    /// No client was given: the service has no transport to serve on.
+    #[error("no client given: call .client(&client) before .build()")]
+    NoClient,
 }
 
 impl Service {
@@ -141,6 +146,7 @@ impl Service {
             capacity: DEFAULT_CAPACITY,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             instrumenter: None,
+            client: None,
         }
     }
 
@@ -295,12 +301,22 @@ impl ServiceBuilder {
         self
     }
 
-    /// Builds the service on `client`'s transport. The service calls other services as itself
-    /// through [`Service::client`].
+    /// Serves on `client`'s transport (sharing its reply router). The service calls other
+    /// services as itself through [`Service::client`], a copy of this client calling as the
+    /// service. Required.
+    pub fn client(mut self, client: &Client) -> Self {
+        self.client = Some(client.clone());
+        self
+    }
+
+    /// Builds the service.
     ///
     /// # Errors
     /// [`BuildError`] naming what is wrong.
-    pub fn build(self, client: &Client) -> Result<Service, BuildError> {
+    pub fn build(self) -> Result<Service, BuildError> {
+        let Some(client) = self.client else {
+            return Err(BuildError::NoClient);
+        };
         if self.name.is_empty() || self.name.len() > 255 {
             return Err(BuildError::InvalidServiceName(self.name));
         }

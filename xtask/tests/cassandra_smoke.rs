@@ -14,10 +14,10 @@ async fn session() -> Session {
     let builder = SessionBuilder::new()
         .known_nodes(hosts.split(','))
         .connection_timeout(Duration::from_secs(10));
-    tokio::time::timeout(Duration::from_secs(30), builder.build())
-        .await
-        .unwrap_or_else(|_| panic!("no CQL session with {hosts} within 30 s"))
-        .unwrap()
+    let Ok(session) = tokio::time::timeout(Duration::from_secs(30), builder.build()).await else {
+        panic!("no CQL session with {hosts} within 30 s");
+    };
+    session.unwrap()
 }
 
 /// A row inserted into a new keyspace reads back; a conditional insert of the same key is not
@@ -76,11 +76,16 @@ async fn a_row_is_written_and_read_back_on_a_real_cassandra() {
         .unwrap()
         .into_rows_result()
         .unwrap();
-    let (applied,) = lwt.first_row::<(bool,)>().ok().unwrap_or((true,));
+    // A conditional write that is not applied returns `[applied] = false` and the row that
+    // stopped it.
+    let (applied, id, text) = lwt
+        .first_row::<(bool, Option<i32>, Option<String>)>()
+        .unwrap();
     assert!(
         !applied,
         "a conditional insert of an existing key is not applied"
     );
+    assert_eq!((id, text.as_deref()), (Some(1), Some("hello, cassandra")));
 
     session
         .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())

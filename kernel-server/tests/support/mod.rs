@@ -195,7 +195,8 @@ pub async fn greeter_and_client(harness: &impl Harness) -> (String, Arc<Seen>, R
     let seen = Arc::new(Seen::default());
     let server_side = client(harness).await;
     let service = greeter(&name, "a", Arc::clone(&seen))
-        .build(&server_side)
+        .client(&server_side)
+        .build()
         .unwrap();
     let running = serve(service).await;
     (name, seen, running, client(harness).await)
@@ -292,7 +293,8 @@ pub async fn publication_reaches_two_services(harness: impl Harness) {
         };
         let service = Service::new(unique(subscriber))
             .endpoint(Endpoint::new("greeted", on_greeted).subscribe(&topic))
-            .build(&client(&harness).await)
+            .client(&client(&harness).await)
+            .build()
             .unwrap();
         running.push(serve(service).await);
     }
@@ -404,7 +406,8 @@ pub async fn expired_request_is_not_executed(harness: impl Harness) {
     let seen = Arc::new(Seen::default());
     let service = greeter(&name, "a", Arc::clone(&seen))
         .capacity(1)
-        .build(&client(&harness).await)
+        .client(&client(&harness).await)
+        .build()
         .unwrap();
     let running = serve(service).await;
 
@@ -466,7 +469,8 @@ pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness)
     let service = Service::new(&name)
         .endpoint(Endpoint::new("hello", handler))
         .shutdown_timeout(Duration::from_millis(100))
-        .build(&client(&harness).await)
+        .client(&client(&harness).await)
+        .build()
         .unwrap();
     let running = serve(service).await;
 
@@ -532,9 +536,9 @@ pub async fn two_instances_share_the_work_queue(harness: impl Harness) {
     let name = unique("shared");
     let (seen_a, seen_b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
     let a = greeter(&name, "a", Arc::clone(&seen_a)).capacity(8);
-    let a = serve(a.build(&client(&harness).await).unwrap()).await;
+    let a = serve(a.client(&client(&harness).await).build().unwrap()).await;
     let b = greeter(&name, "b", Arc::clone(&seen_b)).capacity(8);
-    let b = serve(b.build(&client(&harness).await).unwrap()).await;
+    let b = serve(b.client(&client(&harness).await).build().unwrap()).await;
 
     let client = client(&harness).await;
     let requests: Vec<_> = (0..1000).map(|i| hello(&i.to_string())).collect();
@@ -597,7 +601,8 @@ pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
     };
     let service = Service::new(&name)
         .endpoint(Endpoint::new("hello", handler))
-        .build(&client(&harness).await)
+        .client(&client(&harness).await)
+        .build()
         .unwrap();
     let running = serve(service).await;
 

@@ -1,0 +1,306 @@
+//! `cargo xtask services up | down | status`: a real RabbitMQ, ZooKeeper and Cassandra on
+//! loopback for the tests, installed and started by the project itself.
+//!
+//! | engine | comes from | tests connect to |
+//! |---|---|---|
+//! | RabbitMQ | Debian `rabbitmq-server` | `amqp://guest:guest@127.0.0.1:5682/%2f` |
+//! | ZooKeeper | Debian `zookeeper` (jars, run with `java -cp`) | `127.0.0.1:2191` |
+//! | Cassandra | `cassandra-all` 5.0.8 jars from Maven Central, on JDK 17 | `127.0.0.1:19042` |
+//!
+//! Everything is private to the checkout, so it never disturbs another broker on the machine:
+//! state lives under `<root>/.services/<engine>/`, every engine listens on 127.0.0.1 only and on
+//! ports that are not the engines' defaults, and `down` stops only the processes whose pid files
+//! `up` wrote. A fresh start is a fresh engine: the previous run's data is wiped, downloads kept.
+//!
+//! `up` prints `KERNEL_AMQP_URL=…`, `KERNEL_ZK_HOSTS=…` and `KERNEL_CASSANDRA_HOSTS=…` on stdout
+//! and writes the same lines to `.services/env`; progress goes to stderr. In a shell:
+//! `set -a; eval "$(cargo xtask services up)"; set +a`. Recipes, timings and pitfalls are in
+//! `docs/services.md`.
+
+mod cassandra;
+mod engine;
+mod install;
+mod probe;
+mod process;
+mod rabbitmq;
+mod zookeeper;
+
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Instant;
+
+use clap::Subcommand;
+
+use self::cassandra::Cassandra;
+use self::engine::{Engine, Launch};
+use self::rabbitmq::RabbitMq;
+use self::zookeeper::ZooKeeper;
+use crate::Result;
+
+/// What `cargo xtask services` can do.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Action {
+    /// Install what is missing, start what is not running, wait until ready, print the addresses.
+    Up,
+    /// Stop the engines this tool started (and nothing else).
+    Down,
+    /// Say which engines are running and where.
+    Status,
+}
+
+/// Where the tests find the engines.
+#[derive(Debug, Clone)]
+pub(crate) struct Engines {
+    /// `KERNEL_AMQP_URL`, e.g. `amqp://guest:guest@127.0.0.1:5682/%2f`.
+    pub(crate) amqp_url: String,
+    /// `KERNEL_ZK_HOSTS`, e.g. `127.0.0.1:2191`.
+    pub(crate) zk_hosts: String,
+    /// `KERNEL_CASSANDRA_HOSTS`, e.g. `127.0.0.1:19042`.
+    pub(crate) cassandra_hosts: String,
+}
+
+impl Engines {
+    /// The environment variables the tests read.
+    pub(crate) fn env_vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("KERNEL_AMQP_URL".to_owned(), self.amqp_url.clone()),
+            ("KERNEL_ZK_HOSTS".to_owned(), self.zk_hosts.clone()),
+            (
+                "KERNEL_CASSANDRA_HOSTS".to_owned(),
+                self.cassandra_hosts.clone(),
+            ),
+        ]
+    }
+
+    /// `NAME=value` lines, as printed by `up` and stored in `.services/env`.
+    fn env_lines(&self) -> String {
+        self.env_vars()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}\n"))
+            .collect()
+    }
+}
+
+/// Runs one `services` action.
+pub(crate) fn run(root: &Path, action: Action) -> Result<()> {
+    match action {
+        Action::Up => up(root).map(|engines| print!("{}", engines.env_lines())),
+        Action::Down => down(root),
+        Action::Status => status(root),
+    }
+}
+
+/// Makes every engine reachable and returns the addresses: installs what is missing, starts what
+/// is not running, and waits until each one answers its protocol.
+pub(crate) fn up(root: &Path) -> Result<Engines> {
+    let begun = Instant::now();
+    let state = StateDir::lock(root)?;
+    let fleet = Fleet::new(&state.path);
+    let stopped: Vec<&dyn Engine> = fleet
+        .all()
+        .into_iter()
+        .filter(|e| e.running_pid().is_none())
+        .collect();
+    for &engine in &stopped {
+        engine::ensure_ports_free(engine)?;
+    }
+    install_missing(&stopped, &state)?;
+    for &engine in &stopped {
+        engine.fetch()?;
+    }
+
+    let mut launches = Vec::new();
+    for engine in fleet.all() {
+        let needs_start = stopped.iter().any(|e| e.name() == engine.name());
+        let child = if needs_start {
+            Some(start(engine)?)
+        } else {
+            None
+        };
+        launches.push(Launch::new(engine, child));
+    }
+    engine::wait_all(launches)?;
+    let engines = fleet.addresses();
+    fs::write(state.env_file(), engines.env_lines())
+        .map_err(|e| format!("cannot write {}: {e}", state.env_file().display()))?;
+    eprintln!("services: all engines ready in {:.1?}", begun.elapsed());
+    Ok(engines)
+}
+
+/// One `apt-get install` for every package the engines about to start still need.
+fn install_missing(engines: &[&dyn Engine], state: &StateDir) -> Result<()> {
+    let mut packages: Vec<&str> = engines.iter().flat_map(|e| e.missing_packages()).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    install::apt_install(&packages, &state.path.join("apt.log"))
+}
+
+/// Spawns the engine (it then starts while `up` launches the others).
+fn start(engine: &dyn Engine) -> Result<Child> {
+    let log = engine.log_file();
+    eprintln!(
+        "services: starting {} (log: {})",
+        engine.name(),
+        log.display()
+    );
+    engine.start()
+}
+
+/// Stops what `up` started, newest engine first; a no-op when nothing runs.
+fn down(root: &Path) -> Result<()> {
+    let state = StateDir::lock(root)?;
+    let fleet = Fleet::new(&state.path);
+    let mut failures = Vec::new();
+    let mut stopped_any = false;
+    for engine in fleet.all().into_iter().rev() {
+        let Some(pid) = engine.running_pid() else {
+            eprintln!("services: {} is not running", engine.name());
+            continue;
+        };
+        let begun = Instant::now();
+        match engine.stop(pid) {
+            Ok(()) => {
+                eprintln!(
+                    "services: stopped {} (pid {pid}) in {:.1?}",
+                    engine.name(),
+                    begun.elapsed()
+                );
+                let _ = fs::remove_file(engine.pid_file());
+                stopped_any = true;
+            }
+            Err(e) => failures.push(format!("{}: {e}", engine.name())),
+        }
+    }
+    let _ = fs::remove_file(state.env_file());
+    if !stopped_any && failures.is_empty() {
+        eprintln!("services: nothing to stop");
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
+}
+
+/// Prints one line per engine: running (pid, address, what it answers) or stopped.
+fn status(root: &Path) -> Result<()> {
+    let fleet = Fleet::new(&root.join(STATE_DIR));
+    for engine in fleet.all() {
+        let name = engine.name();
+        match engine.running_pid() {
+            Some(pid) => {
+                let answer = engine
+                    .probe()
+                    .unwrap_or_else(|e| format!("not answering: {e}"));
+                println!(
+                    "{name:<10} running  pid {pid:<8} {:<40} {answer}",
+                    engine.address()
+                );
+            }
+            None => match engine::taken_port(engine) {
+                Some(port) => {
+                    println!("{name:<10} stopped  (port {port} is held by another process)")
+                }
+                None => println!("{name:<10} stopped"),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Where all engine state lives, relative to the workspace root (gitignored).
+const STATE_DIR: &str = ".services";
+
+/// `<root>/.services`, held under an exclusive lock so two `services` commands never interleave.
+#[derive(Debug)]
+struct StateDir {
+    path: PathBuf,
+    /// The lock is released when this file is closed (it is close-on-exec, so engines never
+    /// inherit it).
+    _lock: File,
+}
+
+impl StateDir {
+    fn lock(root: &Path) -> Result<Self> {
+        let path = root.join(STATE_DIR);
+        fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let lock_path = path.join("lock");
+        let lock = File::create(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                eprintln!("services: waiting for another `cargo xtask services` command to finish");
+                lock.lock()?;
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", lock_path.display()).into());
+            }
+        }
+        Ok(Self { path, _lock: lock })
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.path.join("env")
+    }
+}
+
+/// The three engines, in start order.
+#[derive(Debug)]
+struct Fleet {
+    rabbitmq: RabbitMq,
+    zookeeper: ZooKeeper,
+    cassandra: Cassandra,
+}
+
+impl Fleet {
+    fn new(state: &Path) -> Self {
+        Self {
+            rabbitmq: RabbitMq::new(state.join("rabbitmq")),
+            zookeeper: ZooKeeper::new(state.join("zookeeper")),
+            cassandra: Cassandra::new(state.join("cassandra")),
+        }
+    }
+
+    fn all(&self) -> [&dyn Engine; 3] {
+        [&self.rabbitmq, &self.zookeeper, &self.cassandra]
+    }
+
+    fn addresses(&self) -> Engines {
+        Engines {
+            amqp_url: self.rabbitmq.address(),
+            zk_hosts: self.zookeeper.address(),
+            cassandra_hosts: self.cassandra.address(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_prints_the_three_addresses_as_name_value_lines() {
+        let fleet = Fleet::new(Path::new("/x/.services"));
+        assert_eq!(
+            fleet.addresses().env_lines(),
+            "KERNEL_AMQP_URL=amqp://guest:guest@127.0.0.1:5682/%2f\n\
+             KERNEL_ZK_HOSTS=127.0.0.1:2191\n\
+             KERNEL_CASSANDRA_HOSTS=127.0.0.1:19042\n"
+        );
+    }
+
+    #[test]
+    fn private_ports_avoid_the_engines_defaults() {
+        let fleet = Fleet::new(Path::new("/x/.services"));
+        let ports: Vec<u16> = fleet
+            .all()
+            .iter()
+            .flat_map(|e| e.ports().iter().copied())
+            .collect();
+        for default in [5672, 25672, 4369, 2181, 9042, 7000, 7199] {
+            assert!(!ports.contains(&default), "{default} is a default port");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! A private RabbitMQ node from Debian's `rabbitmq-server`, beside any system broker.
+//!
+//! Debian's `/usr/sbin/rabbitmq-server` wrapper switches to the `rabbitmq` user and the system
+//! directories, so we call the real script `/usr/lib/rabbitmq/bin/rabbitmq-server` as ourselves,
+//! in the foreground of a detached process, with every location moved under
+//! `.services/rabbitmq/` by environment variables:
+//!
+//! | what | value |
+//! |---|---|
+//! | node name | `kernel-test@localhost` |
+//! | AMQP listener | `127.0.0.1:5682` (in `rabbitmq.conf`) |
+//! | Erlang distribution | `127.0.0.1:25682`, private epmd on `127.0.0.1:14369` |
+//! | `HOME` (Erlang cookie), mnesia, pid file, config | under `.services/rabbitmq/` |
+//! | plugins | none (`enabled_plugins` is `[].`) |
+//! | log | `.services/rabbitmq/rabbitmq.log` (console output only) |
+//!
+//! Ready when an AMQP client gets `Connection.Start`, then `rabbitmqctl await_startup` agrees.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use super::engine::Engine;
+use super::{install, probe, process};
+use crate::Result;
+
+/// The AMQP port the tests connect to.
+pub(super) const AMQP_PORT: u16 = 5682;
+const DIST_PORT: u16 = 25682;
+const EPMD_PORT: u16 = 14369;
+const NODE: &str = "kernel-test@localhost";
+
+const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+
+/// Settings `rabbitmq-env` would otherwise read from `/etc/rabbitmq` or the caller's shell.
+const CONFIG: &str = "\
+# Written by `cargo xtask services up`: a private broker for the tests (docs/services.md).
+listeners.tcp.default = 127.0.0.1:5682
+loopback_users.guest = true
+disk_free_limit.absolute = 50MB
+log.file = false
+log.console = true
+log.console.level = info
+";
+
+/// The private RabbitMQ node.
+#[derive(Debug)]
+pub(super) struct RabbitMq {
+    dir: PathBuf,
+}
+
+impl RabbitMq {
+    /// The node whose state lives in `dir`.
+    pub(super) fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The environment that points the server and the CLI tools at our node only.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let at = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+        vec![
+            ("HOME", at("")),
+            ("RABBITMQ_NODENAME", NODE.to_owned()),
+            ("RABBITMQ_DIST_PORT", DIST_PORT.to_string()),
+            ("ERL_EPMD_PORT", EPMD_PORT.to_string()),
+            ("ERL_EPMD_ADDRESS", probe::LOOPBACK.to_string()),
+            (
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}".to_owned(),
+            ),
+            ("RABBITMQ_CONFIG_FILE", at("rabbitmq.conf")),
+            ("RABBITMQ_ADVANCED_CONFIG_FILE", at("advanced.config")),
+            ("RABBITMQ_CONF_ENV_FILE", at("rabbitmq-env.conf")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE", at("enabled_plugins")),
+            ("RABBITMQ_MNESIA_BASE", at("mnesia")),
+            ("RABBITMQ_LOG_BASE", at("log")),
+            (
+                "RABBITMQ_PID_FILE",
+                self.pid_file().to_string_lossy().into_owned(),
+            ),
+        ]
+    }
+
+    /// A command with our environment and none of the caller's `RABBITMQ_*`/`ERL_*` settings.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("RABBITMQ_") || name.starts_with("ERL_") {
+                command.env_remove(&*name);
+            }
+        }
+        command.envs(self.env()).current_dir(&self.dir);
+        command
+    }
+
+    /// Runs `rabbitmqctl -n <node> <args>`; fails with its output.
+    fn ctl(&self, args: &[&str]) -> Result<()> {
+        let output = self.command(CTL).args(["-n", NODE]).args(args).output()?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let what = args.join(" ");
+        Err(format!(
+            "rabbitmqctl {what} failed ({}): {}{}",
+            output.status,
+            stdout.trim(),
+            stderr.trim()
+        )
+        .into())
+    }
+
+    /// Writes the config files into a fresh state directory (old mnesia and logs removed).
+    fn prepare(&self) -> Result<()> {
+        for stale in ["mnesia", "log"] {
+            let path = self.dir.join(stale);
+            if path.exists() {
+                fs::remove_dir_all(&path)
+                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            }
+        }
+        let _ = fs::remove_file(self.pid_file());
+        fs::create_dir_all(self.dir.join("log"))?;
+        fs::write(self.dir.join("rabbitmq.conf"), CONFIG)?;
+        fs::write(self.dir.join("enabled_plugins"), "[].\n")?;
+        fs::write(
+            self.dir.join("rabbitmq-env.conf"),
+            "# empty: everything is set by xtask\n",
+        )?;
+        Ok(())
+    }
+
+    /// Stops our private epmd (it outlives the node); harmless if it is already gone.
+    fn stop_epmd(&self) {
+        let _ = self.command("epmd").arg("-kill").output();
+    }
+}
+
+impl Engine for RabbitMq {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("rabbitmq.pid")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("rabbitmq.log")
+    }
+
+    fn address(&self) -> String {
+        format!("amqp://guest:guest@{}:{AMQP_PORT}/%2f", probe::LOOPBACK)
+    }
+
+    fn ports(&self) -> &'static [u16] {
+        &[AMQP_PORT, DIST_PORT]
+    }
+
+    fn check_shared_ports(&self) -> Result<()> {
+        // Our private epmd outlives a node that crashed, and is fine to reuse; anything else
+        // there fails the node's boot ("nodistribution"), but only after about 25 s.
+        if !probe::port_is_open(EPMD_PORT) {
+            return Ok(());
+        }
+        probe::epmd(EPMD_PORT).map_err(|e| {
+            format!(
+                "rabbitmq: port {EPMD_PORT} (our private epmd) is held by something that is not an \
+                 epmd ({e}); `ss -ltnp 'sport = :{EPMD_PORT}'` names it"
+            )
+            .into()
+        })
+    }
+
+    fn missing_packages(&self) -> Vec<&'static str> {
+        install::unless_present(SERVER, "rabbitmq-server")
+            .into_iter()
+            .collect()
+    }
+
+    fn start(&self) -> Result<Child> {
+        self.prepare()?;
+        // The script writes RABBITMQ_PID_FILE with the Erlang VM's pid once it boots; the child
+        // here is the script, which lives exactly as long as the VM.
+        process::spawn_detached(&mut self.command(SERVER), &self.log_file())
+    }
+
+    fn probe(&self) -> Result<String> {
+        probe::amqp::connection_start(AMQP_PORT)
+    }
+
+    fn settle(&self) -> Result<()> {
+        self.ctl(&["await_startup", "--timeout", "60"])
+    }
+
+    fn start_timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn stop(&self, pid: u32) -> Result<()> {
+        let stopped = match self.ctl(&["stop"]) {
+            Ok(()) => process::wait_exit(pid, Duration::from_secs(30)),
+            Err(e) => {
+                eprintln!("services: {e}; sending SIGTERM to pid {pid}");
+                false
+            }
+        };
+        if !stopped {
+            process::terminate(pid, Duration::from_secs(10))?;
+        }
+        self.stop_epmd();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_listens_on_loopback_at_the_private_port() {
+        assert!(CONFIG.contains(&format!("listeners.tcp.default = 127.0.0.1:{AMQP_PORT}\n")));
+    }
+
+    #[test]
+    fn every_location_is_inside_the_state_dir() {
+        let rabbit = RabbitMq::new(PathBuf::from("/x/.services/rabbitmq"));
+        for (name, value) in rabbit.env() {
+            if name.ends_with("_FILE") || name.ends_with("_BASE") || name == "HOME" {
+                assert!(value.starts_with("/x/.services/rabbitmq"), "{name}={value}");
+            }
+        }
+    }
+}
