@@ -127,6 +127,16 @@ mod tests {
     }
 
     #[test]
+    fn json_ignores_unknown_fields_and_reads_original_names() {
+        let json = r#"{"greeting":"hi","served_by":"a","addedInAFutureVersion":1}"#;
+        let reply: examples::HelloResponse = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (reply.greeting.as_str(), reply.served_by.as_str()),
+            ("hi", "a")
+        );
+    }
+
+    #[test]
     fn unknown_enum_values_survive_binary_decoding() {
         let check = platform::HealthCheck {
             status: 42,

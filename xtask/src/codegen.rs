@@ -75,6 +75,8 @@ fn generate(root: &Path, proto_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> 
         .compile_fds(descriptors)?;
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
+        // A newer peer may send fields this build does not know: skip them, as protobuf does.
+        .ignore_unknown_fields()
         .out_dir(&scratch)
         .build(&[".kernel"])?;
 

@@ -6,11 +6,12 @@
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
 //! | `bench` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
-//! | `ci` | fmt, clippy, a `--no-default-features` build, `codegen --check`, docs, then `test` |
+//! | `ci` | fmt, clippy, a `--no-default-features` build, `codegen --check`, docs, the examples, then `test` |
 
 #![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
 
 mod codegen;
+mod examples;
 mod services;
 
 use std::path::PathBuf;
@@ -87,7 +88,11 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Runs `cargo <args>` in the workspace root and fails naming the step if it fails.
-fn cargo(root: &std::path::Path, args: &[&str], envs: &[(String, String)]) -> Result<()> {
+pub(crate) fn cargo(
+    root: &std::path::Path,
+    args: &[&str],
+    envs: &[(String, String)],
+) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = std::process::Command::new(cargo)
@@ -151,5 +156,8 @@ fn ci(root: &std::path::Path) -> Result<()> {
         &["doc", "--workspace", "--no-deps", "--all-features"],
         &deny,
     )?;
+    // The examples as a user runs them (this brings the engines up), then the README's test
+    // command, last.
+    examples::run(root, &services::up(root)?)?;
     test(root, &[])
 }

@@ -42,9 +42,10 @@ pub const TOPIC_EXCHANGE: &str = "h2o.topic";
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), kernel_transport::TransportError> {
-/// use kernel_transport::AmqpTransport;
+/// use kernel_transport::{AmqpTransport, Transport};
 ///
 /// let transport = AmqpTransport::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+/// assert!(transport.instance_queue().starts_with("instance-"));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -41,6 +41,7 @@ impl<'de> serde::Deserialize<'de> for Greeted {
         enum GeneratedField {
             Name,
             Count,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -64,7 +65,7 @@ impl<'de> serde::Deserialize<'de> for Greeted {
                         match value {
                             "name" => Ok(GeneratedField::Name),
                             "count" => Ok(GeneratedField::Count),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -100,6 +101,9 @@ impl<'de> serde::Deserialize<'de> for Greeted {
                             count__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -143,6 +147,7 @@ impl<'de> serde::Deserialize<'de> for HelloRequest {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Name,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -165,7 +170,7 @@ impl<'de> serde::Deserialize<'de> for HelloRequest {
                     {
                         match value {
                             "name" => Ok(GeneratedField::Name),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -192,6 +197,9 @@ impl<'de> serde::Deserialize<'de> for HelloRequest {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
                             name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -243,6 +251,7 @@ impl<'de> serde::Deserialize<'de> for HelloResponse {
         enum GeneratedField {
             Greeting,
             ServedBy,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -266,7 +275,7 @@ impl<'de> serde::Deserialize<'de> for HelloResponse {
                         match value {
                             "greeting" => Ok(GeneratedField::Greeting),
                             "servedBy" | "served_by" => Ok(GeneratedField::ServedBy),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -300,6 +309,9 @@ impl<'de> serde::Deserialize<'de> for HelloResponse {
                                 return Err(serde::de::Error::duplicate_field("servedBy"));
                             }
                             served_by__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }

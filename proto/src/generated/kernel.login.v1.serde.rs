@@ -81,6 +81,7 @@ impl<'de> serde::Deserialize<'de> for AuthRequest {
             Application,
             NoExpire,
             Meta,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -109,7 +110,7 @@ impl<'de> serde::Deserialize<'de> for AuthRequest {
                             "application" => Ok(GeneratedField::Application),
                             "noExpire" | "no_expire" => Ok(GeneratedField::NoExpire),
                             "meta" => Ok(GeneratedField::Meta),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -181,6 +182,9 @@ impl<'de> serde::Deserialize<'de> for AuthRequest {
                                 map_.next_value::<std::collections::HashMap<_, _>>()?
                             );
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(AuthRequest {
@@ -237,6 +241,7 @@ impl<'de> serde::Deserialize<'de> for AuthResponse {
         enum GeneratedField {
             SessionId,
             Token,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -260,7 +265,7 @@ impl<'de> serde::Deserialize<'de> for AuthResponse {
                         match value {
                             "sessionId" | "session_id" => Ok(GeneratedField::SessionId),
                             "token" => Ok(GeneratedField::Token),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -294,6 +299,9 @@ impl<'de> serde::Deserialize<'de> for AuthResponse {
                                 return Err(serde::de::Error::duplicate_field("token"));
                             }
                             token__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -338,6 +346,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSessionRequest {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             SessionId,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -360,7 +369,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSessionRequest {
                     {
                         match value {
                             "sessionId" | "session_id" => Ok(GeneratedField::SessionId),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -387,6 +396,9 @@ impl<'de> serde::Deserialize<'de> for DeleteSessionRequest {
                                 return Err(serde::de::Error::duplicate_field("sessionId"));
                             }
                             session_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -421,6 +433,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSessionResponse {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -441,7 +454,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSessionResponse {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -510,6 +523,7 @@ impl<'de> serde::Deserialize<'de> for ReadSessionRequest {
         enum GeneratedField {
             SessionId,
             NoRenew,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -533,7 +547,7 @@ impl<'de> serde::Deserialize<'de> for ReadSessionRequest {
                         match value {
                             "sessionId" | "session_id" => Ok(GeneratedField::SessionId),
                             "noRenew" | "no_renew" => Ok(GeneratedField::NoRenew),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -567,6 +581,9 @@ impl<'de> serde::Deserialize<'de> for ReadSessionRequest {
                                 return Err(serde::de::Error::duplicate_field("noRenew"));
                             }
                             no_renew__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -619,6 +636,7 @@ impl<'de> serde::Deserialize<'de> for ReadSessionResponse {
         enum GeneratedField {
             SessionId,
             Token,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -642,7 +660,7 @@ impl<'de> serde::Deserialize<'de> for ReadSessionResponse {
                         match value {
                             "sessionId" | "session_id" => Ok(GeneratedField::SessionId),
                             "token" => Ok(GeneratedField::Token),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -676,6 +694,9 @@ impl<'de> serde::Deserialize<'de> for ReadSessionResponse {
                                 return Err(serde::de::Error::duplicate_field("token"));
                             }
                             token__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }

@@ -69,6 +69,7 @@ impl<'de> serde::Deserialize<'de> for EndpointStats {
             ErrorCount,
             Latency,
             Sla,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -95,7 +96,7 @@ impl<'de> serde::Deserialize<'de> for EndpointStats {
                             "errorCount" | "error_count" => Ok(GeneratedField::ErrorCount),
                             "latency" => Ok(GeneratedField::Latency),
                             "sla" => Ok(GeneratedField::Sla),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -154,6 +155,9 @@ impl<'de> serde::Deserialize<'de> for EndpointStats {
                                 return Err(serde::de::Error::duplicate_field("sla"));
                             }
                             sla__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -248,6 +252,7 @@ impl<'de> serde::Deserialize<'de> for HealthCheck {
             TimestampUnixMs,
             ErrorMessage,
             Measurements,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -275,7 +280,7 @@ impl<'de> serde::Deserialize<'de> for HealthCheck {
                             "timestampUnixMs" | "timestamp_unix_ms" => Ok(GeneratedField::TimestampUnixMs),
                             "errorMessage" | "error_message" => Ok(GeneratedField::ErrorMessage),
                             "measurements" => Ok(GeneratedField::Measurements),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -341,6 +346,9 @@ impl<'de> serde::Deserialize<'de> for HealthCheck {
                             measurements__ = Some(
                                 map_.next_value::<std::collections::HashMap<_, _>>()?
                             );
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -457,6 +465,7 @@ impl<'de> serde::Deserialize<'de> for HealthRequest {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -477,7 +486,7 @@ impl<'de> serde::Deserialize<'de> for HealthRequest {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -562,6 +571,7 @@ impl<'de> serde::Deserialize<'de> for HealthResponse {
             InstanceId,
             Healthy,
             Checks,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -587,7 +597,7 @@ impl<'de> serde::Deserialize<'de> for HealthResponse {
                             "instanceId" | "instance_id" => Ok(GeneratedField::InstanceId),
                             "healthy" => Ok(GeneratedField::Healthy),
                             "checks" => Ok(GeneratedField::Checks),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -635,6 +645,9 @@ impl<'de> serde::Deserialize<'de> for HealthResponse {
                                 return Err(serde::de::Error::duplicate_field("checks"));
                             }
                             checks__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -754,6 +767,7 @@ impl<'de> serde::Deserialize<'de> for JsonSchemaRequest {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Endpoint,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -776,7 +790,7 @@ impl<'de> serde::Deserialize<'de> for JsonSchemaRequest {
                     {
                         match value {
                             "endpoint" => Ok(GeneratedField::Endpoint),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -803,6 +817,9 @@ impl<'de> serde::Deserialize<'de> for JsonSchemaRequest {
                                 return Err(serde::de::Error::duplicate_field("endpoint"));
                             }
                             endpoint__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -845,6 +862,7 @@ impl<'de> serde::Deserialize<'de> for JsonSchemaResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Jsonschema,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -867,7 +885,7 @@ impl<'de> serde::Deserialize<'de> for JsonSchemaResponse {
                     {
                         match value {
                             "jsonschema" => Ok(GeneratedField::Jsonschema),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -894,6 +912,9 @@ impl<'de> serde::Deserialize<'de> for JsonSchemaResponse {
                                 return Err(serde::de::Error::duplicate_field("jsonschema"));
                             }
                             jsonschema__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -955,6 +976,7 @@ impl<'de> serde::Deserialize<'de> for Latency {
             MeanMs,
             P95Ms,
             P99Ms,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -979,7 +1001,7 @@ impl<'de> serde::Deserialize<'de> for Latency {
                             "meanMs" | "mean_ms" => Ok(GeneratedField::MeanMs),
                             "p95Ms" | "p95_ms" => Ok(GeneratedField::P95Ms),
                             "p99Ms" | "p99_ms" => Ok(GeneratedField::P99Ms),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1027,6 +1049,9 @@ impl<'de> serde::Deserialize<'de> for Latency {
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(Latency {
@@ -1062,6 +1087,7 @@ impl<'de> serde::Deserialize<'de> for LoadedConfigRequest {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1082,7 +1108,7 @@ impl<'de> serde::Deserialize<'de> for LoadedConfigRequest {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -1141,6 +1167,7 @@ impl<'de> serde::Deserialize<'de> for LoadedConfigResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Config,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1163,7 +1190,7 @@ impl<'de> serde::Deserialize<'de> for LoadedConfigResponse {
                     {
                         match value {
                             "config" => Ok(GeneratedField::Config),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1190,6 +1217,9 @@ impl<'de> serde::Deserialize<'de> for LoadedConfigResponse {
                                 return Err(serde::de::Error::duplicate_field("config"));
                             }
                             config__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1275,6 +1305,7 @@ impl<'de> serde::Deserialize<'de> for PlatformError {
             HttpCode,
             Context,
             Kind,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1302,7 +1333,7 @@ impl<'de> serde::Deserialize<'de> for PlatformError {
                             "httpCode" | "http_code" => Ok(GeneratedField::HttpCode),
                             "context" => Ok(GeneratedField::Context),
                             "kind" => Ok(GeneratedField::Kind),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1366,6 +1397,9 @@ impl<'de> serde::Deserialize<'de> for PlatformError {
                                 return Err(serde::de::Error::duplicate_field("kind"));
                             }
                             kind__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1494,6 +1528,7 @@ impl<'de> serde::Deserialize<'de> for StatsRequest {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1514,7 +1549,7 @@ impl<'de> serde::Deserialize<'de> for StatsRequest {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -1622,6 +1657,7 @@ impl<'de> serde::Deserialize<'de> for StatsResponse {
             UptimeMs,
             Endpoints,
             ErrorCounts,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1649,7 +1685,7 @@ impl<'de> serde::Deserialize<'de> for StatsResponse {
                             "uptimeMs" | "uptime_ms" => Ok(GeneratedField::UptimeMs),
                             "endpoints" => Ok(GeneratedField::Endpoints),
                             "errorCounts" | "error_counts" => Ok(GeneratedField::ErrorCounts),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1716,6 +1752,9 @@ impl<'de> serde::Deserialize<'de> for StatsResponse {
                                 map_.next_value::<std::collections::HashMap<_, ::pbjson::private::NumberDeserialize<u64>>>()?
                                     .into_iter().map(|(k,v)| (k, v.0)).collect()
                             );
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }

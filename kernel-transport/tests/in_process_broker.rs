@@ -1,0 +1,192 @@
+//! The in-process broker keeps the wire contract's queue semantics.
+#![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
+
+use std::time::Duration;
+
+use kernel_transport::{
+    ContentType, Destination, Envelope, InProcessBroker, Source, Transport, TransportError,
+};
+
+fn request(service: &str, n: u8) -> Envelope {
+    Envelope::request(service, "ep", ContentType::Protobuf, vec![n].into())
+}
+
+/// A consumer never holds more than its capacity unacked; acking one lets the next through.
+#[tokio::test]
+async fn prefetch_bounds_unacked_deliveries() {
+    let broker = InProcessBroker::new();
+    let (server, client) = (broker.connect(), broker.connect());
+    let mut work = server
+        .consume(Source::Service {
+            name: "svc",
+            capacity: 2,
+        })
+        .await
+        .unwrap();
+    for n in 0..3 {
+        client
+            .send(Destination::Service("svc"), request("svc", n))
+            .await
+            .unwrap();
+    }
+    let first = work.next().await.unwrap();
+    let _second = work.next().await.unwrap();
+    let third = tokio::time::timeout(Duration::from_millis(50), work.next()).await;
+    assert!(
+        third.is_err(),
+        "a third delivery arrived while two were unacked"
+    );
+    first.into_parts().1.ack().await.unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(5), work.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.envelope.payload.as_ref(), [2]);
+}
+
+/// A rejected delivery with requeue comes back.
+#[tokio::test]
+async fn rejected_deliveries_are_requeued() {
+    let broker = InProcessBroker::new();
+    let (server, client) = (broker.connect(), broker.connect());
+    let mut work = server
+        .consume(Source::Service {
+            name: "svc",
+            capacity: 1,
+        })
+        .await
+        .unwrap();
+    client
+        .send(Destination::Service("svc"), request("svc", 7))
+        .await
+        .unwrap();
+    let (envelope, acker) = work.next().await.unwrap().into_parts();
+    acker.reject(true).await.unwrap();
+    let again = work.next().await.unwrap();
+    assert_eq!(again.envelope.message_id, envelope.message_id);
+}
+
+/// Competing consumers: each request goes to exactly one of them.
+#[tokio::test]
+async fn consumers_of_a_work_queue_compete() {
+    let broker = InProcessBroker::new();
+    let (a, b, client) = (broker.connect(), broker.connect(), broker.connect());
+    let mut work_a = a
+        .consume(Source::Service {
+            name: "svc",
+            capacity: 100,
+        })
+        .await
+        .unwrap();
+    let mut work_b = b
+        .consume(Source::Service {
+            name: "svc",
+            capacity: 100,
+        })
+        .await
+        .unwrap();
+    for n in 0..10 {
+        client
+            .send(Destination::Service("svc"), request("svc", n))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        tokio::select! {
+            Some(d) = work_a.next() => seen.push(d.envelope.payload[0]),
+            Some(d) = work_b.next() => seen.push(d.envelope.payload[0]),
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    let extra = tokio::time::timeout(Duration::from_millis(20), work_a.next()).await;
+    assert!(extra.is_err(), "a request was delivered twice");
+}
+
+/// The work queue goes with its last consumer, and requests then fail with no route.
+#[tokio::test]
+async fn the_last_consumer_leaving_deletes_the_queue() {
+    let broker = InProcessBroker::new();
+    let (server, client) = (broker.connect(), broker.connect());
+    let work = server
+        .consume(Source::Service {
+            name: "svc",
+            capacity: 1,
+        })
+        .await
+        .unwrap();
+    client
+        .send(Destination::Service("svc"), request("svc", 1))
+        .await
+        .unwrap();
+    drop(work);
+    let error = client
+        .send(Destination::Service("svc"), request("svc", 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TransportError::NoRoute { destination } if destination == "svc"));
+}
+
+/// Topic subscriptions follow AMQP patterns; each subscription gets its own copy.
+#[tokio::test]
+async fn publications_reach_every_matching_subscription() {
+    let broker = InProcessBroker::new();
+    let (a, b, publisher) = (broker.connect(), broker.connect(), broker.connect());
+    let mut exact = a
+        .consume(Source::Subscription {
+            service: "a",
+            topic: "x.created",
+            capacity: 8,
+        })
+        .await
+        .unwrap();
+    let mut pattern = b
+        .consume(Source::Subscription {
+            service: "b",
+            topic: "x.*",
+            capacity: 8,
+        })
+        .await
+        .unwrap();
+    let publication = Envelope::publication("x.created", ContentType::Json, "{}".into());
+    publisher
+        .send(Destination::Topic("x.created"), publication.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        exact.next().await.unwrap().envelope.message_id,
+        publication.message_id
+    );
+    assert_eq!(
+        pattern.next().await.unwrap().envelope.message_id,
+        publication.message_id
+    );
+    // Nobody subscribed: not an error, just nobody gets it.
+    publisher
+        .send(Destination::Topic("y.created"), publication)
+        .await
+        .unwrap();
+}
+
+/// A process's instance queue has one consumer; bad names are typed errors.
+#[tokio::test]
+async fn instance_queues_have_one_consumer_and_names_are_checked() {
+    let transport = InProcessBroker::new().connect();
+    let _replies = transport.consume(Source::Instance).await.unwrap();
+    assert!(matches!(
+        transport.consume(Source::Instance).await,
+        Err(TransportError::Broker(_))
+    ));
+    let error = transport
+        .send(Destination::Service(""), request("", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        TransportError::InvalidName {
+            what: "service",
+            ..
+        }
+    ));
+}
