@@ -7,15 +7,24 @@ use kernel_transport::{ContentType, Envelope};
 
 /// A decoded request and everything the caller sent with it.
 ///
+/// A handler is a plain async function, so a unit test can call it with a hand-made request:
+///
 /// ```
 /// use kernel_errors::Error;
 /// use kernel_proto::platform::{LoadedConfigRequest, LoadedConfigResponse};
-/// use kernel_server::Request;
+/// use kernel_server::{Request, RequestContext};
 ///
 /// async fn loaded_config(request: Request<LoadedConfigRequest>) -> Result<LoadedConfigResponse, Error> {
 ///     let caller = request.caller();
 ///     Ok(LoadedConfigResponse { config: format!(r#"{{"asked_by":"{caller}"}}"#) })
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let request = Request::new(LoadedConfigRequest {}, RequestContext::default());
+/// let reply = loaded_config(request).await.unwrap();
+/// assert_eq!(reply.config, r#"{"asked_by":""}"#);
+/// # }
 /// ```
 #[derive(Debug)]
 pub struct Request<T> {

@@ -21,7 +21,7 @@ impl support::Harness for Amqp {
 }
 
 fn amqp() -> Amqp {
-    Amqp(support::engine_address("KERNEL_AMQP_URL"))
+    Amqp(kernel_testkit::engine_address("KERNEL_AMQP_URL"))
 }
 
 conformance_suite!(amqp());

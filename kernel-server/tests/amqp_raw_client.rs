@@ -185,7 +185,7 @@ fn content_type(delivery: &Delivery) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapin_only_client_following_the_wire_doc_talks_to_a_kernel_service() {
-    let url = support::engine_address("KERNEL_AMQP_URL");
+    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
     let service = support::unique("greeter");
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let seen = Arc::new(support::Seen::default());

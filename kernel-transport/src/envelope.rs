@@ -246,15 +246,15 @@ impl Envelope {
         )
     }
 
-    /// Whether this is a heartbeat ping (H2 also accepted the header `heartbeat: ping` or a
-    /// `PING` body; so do we).
+    /// Whether this is a heartbeat ping: `messageType = heartbeat` (and not a pong), or the
+    /// H2 header `heartbeat: ping`. (H2 also took a bare `PING` body as a ping; we do not,
+    /// since a real request's protobuf payload can be those four bytes.)
     pub fn is_ping(&self) -> bool {
         (self.message_type == MessageType::Heartbeat && self.payload.as_ref() != PONG)
             || self
                 .headers
                 .get(headers::HEARTBEAT)
                 .is_some_and(|v| v == "ping")
-            || (self.message_type == MessageType::Request && self.payload.as_ref() == PING)
     }
 
     fn answer(&self, message_type: MessageType, content_type: ContentType, payload: Bytes) -> Self {
@@ -320,6 +320,12 @@ mod tests {
         assert!(!pong.is_ping());
         let request = Envelope::request("svc", "ep", ContentType::Protobuf, Bytes::new());
         assert!(!request.is_ping());
+        let looks_like_ping =
+            Envelope::request("svc", "ep", ContentType::Protobuf, Bytes::from_static(PING));
+        assert!(
+            !looks_like_ping.is_ping(),
+            "a request whose payload is PING is still a request"
+        );
         assert_ne!(request.message_id, ping.message_id);
     }
 }

@@ -1,8 +1,6 @@
 //! Proves `KERNEL_AMQP_URL` is a real RabbitMQ: a lapin publish/consume round trip.
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -16,7 +14,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 /// the broker reports the queue empty after the ack.
 #[tokio::test]
 async fn a_published_message_is_consumed_from_a_real_broker() {
-    let url = support::engine_address("KERNEL_AMQP_URL");
+    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
     let connection = tokio::time::timeout(
         Duration::from_secs(10),
         Connection::connect(&url, ConnectionProperties::default()),
@@ -25,7 +23,7 @@ async fn a_published_message_is_consumed_from_a_real_broker() {
     .unwrap_or_else(|_| panic!("no AMQP connection to {url} within 10 s"))
     .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let queue = support::unique_name("smoke");
+    let queue = kernel_testkit::unique("smoke").replace('.', "_");
     let declared = channel
         .queue_declare(
             queue.as_str().into(),

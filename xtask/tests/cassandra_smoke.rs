@@ -2,15 +2,13 @@
 //! lightweight transaction (which the global lock will need).
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
 
-mod support;
-
 use std::time::Duration;
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
 async fn session() -> Session {
-    let hosts = support::engine_address("KERNEL_CASSANDRA_HOSTS");
+    let hosts = kernel_testkit::engine_address("KERNEL_CASSANDRA_HOSTS");
     let builder = SessionBuilder::new()
         .known_nodes(hosts.split(','))
         .connection_timeout(Duration::from_secs(10));
@@ -25,7 +23,7 @@ async fn session() -> Session {
 #[tokio::test]
 async fn a_row_is_written_and_read_back_on_a_real_cassandra() {
     let session = session().await;
-    let keyspace = support::unique_name("smoke");
+    let keyspace = kernel_testkit::unique("smoke").replace('.', "_");
     session
         .query_unpaged(
             format!(

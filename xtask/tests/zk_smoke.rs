@@ -1,8 +1,6 @@
 //! Proves `KERNEL_ZK_HOSTS` is a real ZooKeeper: create, read back and delete a znode.
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
 
-mod support;
-
 use std::time::Duration;
 
 use zookeeper_client::{Acls, Client, CreateMode, Error};
@@ -11,12 +9,12 @@ use zookeeper_client::{Acls, Client, CreateMode, Error};
 /// delete.
 #[tokio::test]
 async fn a_znode_is_created_read_and_deleted_on_a_real_zookeeper() {
-    let hosts = support::engine_address("KERNEL_ZK_HOSTS");
+    let hosts = kernel_testkit::engine_address("KERNEL_ZK_HOSTS");
     let client = tokio::time::timeout(Duration::from_secs(10), Client::connect(&hosts))
         .await
         .unwrap_or_else(|_| panic!("no ZooKeeper session with {hosts} within 10 s"))
         .unwrap();
-    let path = format!("/{}", support::unique_name("smoke"));
+    let path = format!("/{}", kernel_testkit::unique("smoke").replace('.', "_"));
 
     let (created, _) = client
         .create(

@@ -2,10 +2,10 @@
 //! against each transport (`conformance_in_process.rs`, `amqp_conformance.rs`).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test crates
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use kernel_client::Client;
 use kernel_errors::{Error, Kind};
@@ -18,15 +18,7 @@ use kernel_transport::{
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
-/// The longest any single wait in these tests may take before it fails the test.
-pub const BOUND: Duration = Duration::from_secs(20);
-
-/// Awaits `future` at most [`BOUND`], failing the test with `what` if it takes longer.
-pub async fn bounded<T>(what: &str, future: impl IntoFuture<Output = T>) -> T {
-    tokio::time::timeout(BOUND, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {BOUND:?}"))
-}
+pub use kernel_testkit::{bounded, unique};
 
 /// Makes transports that behave like separate processes on one broker.
 pub trait Harness: Send + Sync + 'static {
@@ -41,37 +33,6 @@ impl Harness for InProcess {
     async fn connect(&self) -> Arc<dyn Transport> {
         Arc::new(self.0.connect())
     }
-}
-
-/// The address of a real engine: the environment variable if set (as `cargo xtask test`
-/// does), else the line `cargo xtask services up` wrote to `.services/env`. Fails, naming the
-/// command to run, if neither is there: engine tests never skip silently.
-pub fn engine_address(var: &str) -> String {
-    if let Ok(value) = std::env::var(var) {
-        return value;
-    }
-    let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.services/env");
-    let from_file = std::fs::read_to_string(env_file).ok().and_then(|contents| {
-        contents.lines().find_map(|line| {
-            let (name, value) = line.split_once('=')?;
-            (name.trim() == var).then(|| value.trim().to_owned())
-        })
-    });
-    from_file.unwrap_or_else(|| {
-        panic!(
-            "{var} is not set and {env_file} has no such line: run the tests with \
-             `cargo xtask test`, or run `cargo xtask services up` first"
-        )
-    })
-}
-
-/// A name no other test (or test run on the same broker) uses.
-pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("test.{prefix}.{}.{nanos}", std::process::id())
 }
 
 /// A running service; stops when dropped or on `stop()`.
