@@ -491,6 +491,28 @@ pub async fn stray_reply_is_ignored(harness: impl Harness) {
     running.stop().await;
 }
 
+/// A heartbeat ping to a process's instance queue is answered by that process's reply router,
+/// with a pong correlated to the ping.
+pub async fn heartbeat_to_an_instance_is_answered(harness: impl Harness) {
+    let client = client(&harness).await;
+    client.start().await.unwrap();
+    let prober = harness.connect().await;
+    let mut pongs = prober.consume(Source::Instance).await.unwrap();
+    let ping = Envelope::ping(prober.instance_queue());
+    let ping_id = ping.message_id.clone();
+    prober
+        .send(
+            Destination::Instance(client.transport().instance_queue()),
+            ping,
+        )
+        .await
+        .unwrap();
+    let pong = bounded("the pong", pongs.next()).await.unwrap().envelope;
+    assert_eq!(pong.message_type, MessageType::Heartbeat);
+    assert_eq!(pong.correlation_id, ping_id);
+    assert_eq!(pong.payload.as_ref(), kernel_transport::PONG);
+}
+
 /// Two instances of one service share its work queue: 1,000 calls are all answered, each
 /// exactly once, and both instances serve some.
 pub async fn two_instances_share_the_work_queue(harness: impl Harness) {
@@ -607,6 +629,7 @@ macro_rules! conformance_suite {
             publication_reaches_two_services, json_and_protobuf, malformed_payload_is_bad_request,
             panicking_handler_then_next_call_succeeds, expired_request_is_not_executed,
             late_reply_to_attempt_one_completes_the_call, stray_reply_is_ignored,
+            heartbeat_to_an_instance_is_answered,
             two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls);
     };
     (@cases $harness:expr; $($case:ident),*) => {
