@@ -8,9 +8,10 @@
 //!     send the request (expiration = what is left of the deadline)
 //!         no route / connection lost ──► back off, next attempt
 //!     wait for a reply, at most min(attempt timeout, what is left of the deadline)
+//!     (the last attempt waits for all that is left of the deadline)
 //!         reply ──────────────────────► decode as the response type, done
-//!         error reply, not retryable ─► return it
-//!         error reply, retryable ─────► (overloaded) back off, next attempt
+//!         error reply "overloaded" ───► back off, next attempt (the server shed it)
+//!         any other error reply ──────► return it: it is the answer
 //!         nothing in time ────────────► next attempt (a late reply still counts)
 //! out of attempts or time: the last retryable error, or Timeout
 //! ```
@@ -23,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use kernel_errors::Error;
+use kernel_errors::{Error, Kind};
 use kernel_proto::platform::PlatformError;
 use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec};
 
@@ -204,6 +205,10 @@ impl Buckets {
     }
 }
 
+/// The longest deadline a call accepts; longer ones are cut to it (a deadline is a promise to
+/// wait, and `Instant` arithmetic must not overflow).
+const MAX_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Sends `request` until a reply, a final error, or the end of attempts or deadline.
 async fn execute(
     client: &Client,
@@ -213,14 +218,18 @@ async fn execute(
     let inner = client.inner();
     let inst = inner.instrumenter.as_ref();
     let buckets = Buckets::new(&request.service, &request.endpoint);
-    client.start().await?;
-
+    let budget = options.deadline.min(MAX_DEADLINE);
     let started = Instant::now();
-    let deadline = started + options.deadline;
-    request.deadline = Some(SystemTime::now() + options.deadline);
+    let deadline = started + budget;
+    request.deadline = Some(SystemTime::now() + budget);
     request.reply_to = inner.transport.instance_queue().to_owned();
     request.from = client.from_name().to_owned();
 
+    // The first call starts the reply router: that, too, counts against the deadline.
+    match tokio::time::timeout(budget, client.start()).await {
+        Ok(started) => started?,
+        Err(_elapsed) => return Err(record(inst, timed_out(&request, options))),
+    }
     let mut registration = inner.pending.register(&request.message_id);
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(MIN_BACKOFF)
@@ -230,7 +239,7 @@ async fn execute(
         .build();
     let mut last_error = None;
 
-    for _attempt in 1..=options.attempts {
+    for attempt in 1..=options.attempts {
         let attempt_started = Instant::now();
         let Some(remaining) = deadline
             .checked_duration_since(attempt_started)
@@ -248,27 +257,41 @@ async fn execute(
             Err(_elapsed) => break,
             Ok(Err(error)) => Error::from(error),
             Ok(Ok(())) => {
-                let wait = options
-                    .attempt_timeout
-                    .min(deadline.saturating_duration_since(Instant::now()));
+                // The last attempt waits for the rest of the deadline: the deadline sent with
+                // the request says how long the caller waits, and a late answer still counts.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let wait = if attempt == options.attempts {
+                    left
+                } else {
+                    options.attempt_timeout.min(left)
+                };
                 match tokio::time::timeout(wait, registration.reply()).await {
                     Err(_elapsed) => {
                         inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
                         last_error = None; // a timeout: nothing more specific to report
                         continue;
                     }
-                    Ok(None) => Error::connection_lost(
-                        codes::ROUTER_STOPPED,
-                        "the reply router stopped while the call was waiting",
-                    ),
+                    Ok(None) => {
+                        // No answer can come any more: sending again would only run the
+                        // request again on the server.
+                        let error = Error::connection_lost(
+                            codes::ROUTER_STOPPED,
+                            "the reply router stopped while the call was waiting",
+                        );
+                        return Err(record(inst, in_context(error, &request)));
+                    }
                     Ok(Some(reply)) if reply.message_type == MessageType::Error => {
                         let error = decode_error(&reply);
-                        if !error.is_retryable() {
-                            inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
+                        inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
+                        // An error reply is the answer, except the server's own "overloaded":
+                        // a NoRoute or Timeout a handler passes on from further down must not
+                        // be retried by every caller up the chain.
+                        if error.kind() != Kind::Overloaded {
                             return Err(record(inst, error));
                         }
-                        registration.renew();
-                        error
+                        last_error = Some(error);
+                        pause(&mut backoff, attempt, options, deadline).await;
+                        continue;
                     }
                     Ok(Some(reply)) => {
                         inst.timing(&buckets.success, attempt_started.elapsed(), 1.0);
@@ -279,37 +302,53 @@ async fn execute(
         };
         inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
         if !failure.is_retryable() {
-            return Err(record(
-                inst,
-                failure
-                    .with_context(&request.service)
-                    .with_context(&request.endpoint),
-            ));
+            return Err(record(inst, in_context(failure, &request)));
         }
         last_error = Some(failure);
+        pause(&mut backoff, attempt, options, deadline).await;
+    }
+
+    let error = match last_error {
+        Some(error) => in_context(error, &request),
+        None => {
+            inst.timing(&buckets.timed_out, started.elapsed(), 1.0);
+            timed_out(&request, options)
+        }
+    };
+    Err(record(inst, error))
+}
+
+/// Pauses before the next attempt after a failure that came back at once; not after the last
+/// attempt, and never past the deadline.
+async fn pause(
+    backoff: &mut impl Iterator<Item = Duration>,
+    attempt: u32,
+    options: &Options,
+    deadline: Instant,
+) {
+    if attempt < options.attempts {
         let pause = backoff.next().unwrap_or(MAX_BACKOFF);
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(pause.min(left)).await;
     }
+}
 
-    let error = match last_error {
-        Some(error) => error
-            .with_context(&request.service)
-            .with_context(&request.endpoint),
-        None => {
-            inst.timing(&buckets.timed_out, started.elapsed(), 1.0);
-            Error::timeout(
-                codes::TIMEOUT,
-                format!(
-                    "no reply from {}.{} within {:?}",
-                    request.service, request.endpoint, options.deadline
-                ),
-            )
-            .with_context(&request.service)
-            .with_context(&request.endpoint)
-        }
-    };
-    Err(record(inst, error))
+/// Adds the service and endpoint called as context.
+fn in_context(error: Error, request: &Envelope) -> Error {
+    error
+        .with_context(&request.service)
+        .with_context(&request.endpoint)
+}
+
+fn timed_out(request: &Envelope, options: &Options) -> Error {
+    let error = Error::timeout(
+        codes::TIMEOUT,
+        format!(
+            "no reply from {}.{} within {:?}",
+            request.service, request.endpoint, options.deadline
+        ),
+    );
+    in_context(error, request)
 }
 
 /// Counts an error returned to the caller (`client.error.<code>`) and returns it.

@@ -23,14 +23,16 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 ///
 /// A client sends typed protobuf requests and returns the typed response or the platform
 /// [`Error`]. Each call has one overall deadline; each attempt waits at most the attempt
-/// timeout (never past the deadline); only retryable failures (timeouts, overload, no route,
-/// a lost connection) are retried, and retries reuse the message id, so a late reply to an
-/// earlier attempt still completes the call. Error replies a handler chose are returned, not
-/// retried.
+/// timeout (the last one, all that is left of the deadline). The client retries what it
+/// observes itself (no answer in time, no route, a lost connection) and `Overloaded` error
+/// replies; retries reuse the message id, so a late reply to an earlier attempt still
+/// completes the call. Every other error reply is the answer and is returned as it is.
 ///
 /// Cloning is cheap: clones share the transport, the reply router and the settings. The reply
 /// router (the consumer of this process's instance queue) starts with the first call and
-/// stops when the last clone is dropped.
+/// stops when the last clone is dropped. Build **one client per transport** and clone it (or
+/// [`calling_as`](Self::calling_as) it): a second client on the same transport cannot consume
+/// the instance queue and fails its calls with `kernel.transport.instancequeuetaken`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -49,9 +49,19 @@ type Stub = Box<dyn Fn(&Envelope) -> Result<bytes::Bytes, Error> + Send + Sync>;
 /// assert_eq!(mock.calls("com.example.config", "loadedconfig"), 1);
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MockClient {
     transport: MockTransport,
+    client: Client,
+}
+
+impl Default for MockClient {
+    fn default() -> Self {
+        let transport = MockTransport::default();
+        // One client per transport: it owns the instance queue's consumer.
+        let client = Client::new(transport.clone());
+        MockClient { transport, client }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -96,9 +106,10 @@ impl MockClient {
         self
     }
 
-    /// A client whose calls go to the stubs.
+    /// A client whose calls go to the stubs (clones of one client: call this as often as
+    /// needed).
     pub fn client(&self) -> Client {
-        Client::new(self.transport.clone())
+        self.client.clone()
     }
 
     /// How many requests reached `service`'s `endpoint` (retries count).

@@ -9,22 +9,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kernel_inst::Instrumenter;
 use kernel_transport::{Deliveries, Destination, Envelope, MessageType, Transport};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Calls waiting for a reply, by message id.
 #[derive(Debug, Default)]
-pub(crate) struct Pending(Mutex<HashMap<String, oneshot::Sender<Envelope>>>);
+pub(crate) struct Pending(Mutex<HashMap<String, mpsc::UnboundedSender<Envelope>>>);
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Envelope>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Envelope>>> {
         // Each critical section is one map operation: nothing is left half done by a panic.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a call; replies correlated with `message_id` go to the returned receiver.
+    /// Registers a call: every answer correlated with `message_id` goes to it until the
+    /// returned registration is dropped (one registration serves all the call's attempts).
     pub(crate) fn register(self: &Arc<Self>, message_id: &str) -> Registration {
-        let (sender, receiver) = oneshot::channel();
+        let (sender, receiver) = mpsc::unbounded_channel();
         self.lock().insert(message_id.to_owned(), sender);
         Registration {
             pending: Arc::clone(self),
@@ -33,37 +34,30 @@ impl Pending {
         }
     }
 
-    /// Hands a reply to its call; false if nobody waits for it (any more).
+    /// Hands an answer to its call; false if no call waits for it.
     fn complete(&self, envelope: Envelope) -> bool {
-        let sender = self.lock().remove(&envelope.correlation_id);
+        let sender = self.lock().get(&envelope.correlation_id).cloned();
         sender.is_some_and(|sender| sender.send(envelope).is_ok())
     }
 
-    /// Tells every waiting call that no reply will come.
+    /// Tells every waiting call that no answer will come.
     fn fail_all(&self) {
         self.lock().clear();
     }
 }
 
-/// One call's claim on its replies. Dropping it stops waiting; later replies count as stray.
+/// One call's claim on its answers. Dropping it stops waiting; later answers count as stray.
 #[derive(Debug)]
 pub(crate) struct Registration {
     pending: Arc<Pending>,
     message_id: String,
-    receiver: oneshot::Receiver<Envelope>,
+    receiver: mpsc::UnboundedReceiver<Envelope>,
 }
 
 impl Registration {
-    /// The next reply, or `None` if none can come (the router stopped).
+    /// The next answer, or `None` if none can come (the router stopped).
     pub(crate) async fn reply(&mut self) -> Option<Envelope> {
-        (&mut self.receiver).await.ok()
-    }
-
-    /// Waits for another reply to the same message id (after a retryable error reply).
-    pub(crate) fn renew(&mut self) {
-        let (sender, receiver) = oneshot::channel();
-        self.pending.lock().insert(self.message_id.clone(), sender);
-        self.receiver = receiver;
+        self.receiver.recv().await
     }
 }
 

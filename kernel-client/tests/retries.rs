@@ -152,3 +152,43 @@ async fn a_call_never_outlives_its_deadline() {
         "the call took {elapsed:?} of virtual time for a 1 s deadline"
     );
 }
+
+/// A handler that passes on a retryable failure from further down (no route, timeout) answers
+/// with an error reply; that answer is not retried, or every caller up a chain would multiply
+/// the load on the failing service.
+#[tokio::test]
+async fn retryable_kinds_relayed_in_error_replies_are_not_retried() {
+    for error in [
+        Error::no_route("kernel.transport.noroute", "nobody serves the database"),
+        Error::timeout("kernel.client.timeout", "the database did not answer"),
+        Error::connection_lost("kernel.transport.connectionlost", "the broker went away"),
+    ] {
+        let kind = error.kind();
+        let mock = MockClient::new().stub(SVC, "hello", move |_: HelloRequest| {
+            Err::<HelloResponse, _>(error.clone())
+        });
+        let got = mock
+            .client()
+            .call::<_, HelloResponse>(SVC, "hello", &hello())
+            .attempts(3)
+            .await
+            .unwrap_err();
+        assert_eq!(got.kind(), kind);
+        assert_eq!(
+            mock.calls(SVC, "hello"),
+            1,
+            "{kind:?} relayed by a handler was retried"
+        );
+    }
+}
+
+/// `MockClient::client` hands out clones of one client, so a test can take several.
+#[tokio::test]
+async fn a_mock_hands_out_working_clients_repeatedly() {
+    let mock = MockClient::new().stub(SVC, "hello", |_: HelloRequest| Ok(HelloResponse::default()));
+    for _ in 0..3 {
+        let client = mock.client();
+        let _: HelloResponse = client.call(SVC, "hello", &hello()).await.unwrap();
+    }
+    assert_eq!(mock.calls(SVC, "hello"), 3);
+}

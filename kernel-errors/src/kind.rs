@@ -24,9 +24,10 @@ use std::str::FromStr;
 /// | `NoRoute` | 503 | yes | no | no queue serves the service (nobody is running it) |
 /// | `ConnectionLost` | 503 | yes | no | the connection to the broker dropped before the reply |
 ///
-/// Retryable kinds are the ones where another attempt, perhaps on another instance, can succeed
-/// and where the first attempt did no harm. Error replies a handler chose (`NotFound`,
-/// `Conflict`, …) are answers, not faults, and are never retried.
+/// Retryable kinds are the ones where another attempt, perhaps on another instance, can succeed.
+/// A client retries them when it observes them itself (no answer in time, no route, a dropped
+/// connection). An error reply is an answer and is not retried, whatever its kind, except
+/// `Overloaded`: the server saying that it shed the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Kind {

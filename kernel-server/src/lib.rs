@@ -65,4 +65,6 @@ pub mod codes {
     pub const PANIC: &str = "kernel.server.panic";
     /// The handler's response could not be encoded.
     pub const MARSHAL: &str = "kernel.server.marshal";
+    /// A consumer (the work queue's or a subscription's) stopped delivering while serving.
+    pub const CONSUMER_ENDED: &str = "kernel.server.consumerended";
 }

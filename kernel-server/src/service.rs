@@ -44,8 +44,9 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Build one with [`Service::new`], then [`serve`](Self::serve) it until a shutdown signal:
 /// it consumes the service's shared work queue (so several instances share the load) and the
 /// queues of its subscriptions, runs each request's handler in its own task (at most
-/// `capacity` at once), and on shutdown stops consuming, lets the requests in flight finish
-/// (up to the shutdown timeout), and returns.
+/// `capacity` requests at once, and as many publications per subscription), and on shutdown
+/// stops consuming, lets the requests in flight finish (up to the shutdown timeout), and
+/// returns.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -191,7 +192,9 @@ impl Service {
     ///
     /// # Errors
     /// `ConnectionLost` or `InternalServerError` if the work queue or a subscription cannot be
-    /// consumed.
+    /// consumed; `ConnectionLost` ([`codes::CONSUMER_ENDED`]) if one stops delivering before
+    /// `shutdown` (the transport closed, or gave up reconnecting), after draining what is in
+    /// flight. A supervisor should then restart the service.
     pub async fn serve_with_shutdown(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -199,16 +202,15 @@ impl Service {
         let inner = &self.inner;
         inner.client.start().await?;
         let transport = inner.client.transport();
-        let mut sources = vec![
-            transport
-                .consume(Source::Service {
-                    name: &inner.name,
-                    capacity: inner.capacity,
-                })
-                .await?
-                .map(|delivery| (None, delivery))
-                .boxed(),
-        ];
+        // Each source yields its deliveries, then one `Ended` when its consumer stops: while
+        // the service runs, that means the transport gave up (or the broker cancelled it).
+        let work = transport
+            .consume(Source::Service {
+                name: &inner.name,
+                capacity: inner.capacity,
+            })
+            .await?;
+        let mut sources = vec![tagged(work, None)];
         for endpoint in inner.endpoints.values() {
             if let Some(topic) = &endpoint.subscribe {
                 let source = Source::Subscription {
@@ -216,50 +218,71 @@ impl Service {
                     topic,
                     capacity: inner.capacity,
                 };
-                let name = endpoint.name.clone();
                 let deliveries = transport.consume(source).await?;
-                sources.push(
-                    deliveries
-                        .map(move |delivery| (Some(name.clone()), delivery))
-                        .boxed(),
-                );
+                sources.push(tagged(deliveries, Some(endpoint.name.clone())));
             }
         }
-        let mut deliveries = stream::select_all(sources);
+        let mut events = stream::select_all(sources);
         tracing::info!(service = %inner.name, "serving");
 
         let mut in_flight = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut ended = None;
         loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some((subscriber, delivery)) = deliveries.next() => {
-                    let inner = Arc::clone(&self.inner);
-                    in_flight.spawn(async move {
-                        match subscriber {
-                            None => handle_request(&inner, delivery).await,
-                            Some(endpoint) => handle_publication(&inner, &endpoint, delivery).await,
-                        }
-                    });
-                }
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                else => break,
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_failed_task(&inner.name, done),
+                Some(event) = events.next() => match event {
+                    Event::Delivery(subscriber, delivery) => {
+                        let inner = Arc::clone(&self.inner);
+                        in_flight.spawn(async move {
+                            match subscriber {
+                                None => handle_request(&inner, delivery).await,
+                                Some(endpoint) => handle_publication(&inner, &endpoint, delivery).await,
+                            }
+                        });
+                    }
+                    Event::Ended(subscriber) => {
+                        ended = Some(subscriber);
+                        break;
+                    }
+                },
             }
         }
 
-        drop(deliveries); // stop consuming: nothing new arrives, unacked deliveries stay ours
+        drop(events); // stop consuming: nothing new arrives, unacked deliveries stay ours
         tracing::info!(service = %inner.name, in_flight = in_flight.len(), "draining");
         let drained = tokio::time::timeout(inner.shutdown_timeout, async {
-            while in_flight.join_next().await.is_some() {}
+            while let Some(done) = in_flight.join_next().await {
+                log_failed_task(&inner.name, done);
+            }
         })
         .await;
         if drained.is_err() {
             tracing::warn!(service = %inner.name, abandoned = in_flight.len(), "shutdown timeout: abandoning requests in flight");
             in_flight.abort_all();
         }
-        tracing::info!(service = %inner.name, "stopped");
-        Ok(())
+        match ended {
+            None => {
+                tracing::info!(service = %inner.name, "stopped");
+                Ok(())
+            }
+            Some(subscriber) => {
+                let source = subscriber.map_or_else(
+                    || "the work queue".to_owned(),
+                    |endpoint| format!("the subscription of {endpoint}"),
+                );
+                tracing::error!(service = %inner.name, %source, "consumer ended: stopped serving");
+                Err(Error::connection_lost(
+                    codes::CONSUMER_ENDED,
+                    format!(
+                        "{}: {source} stopped delivering (the transport closed or gave up)",
+                        inner.name
+                    ),
+                ))
+            }
+        }
     }
 }
 
@@ -351,6 +374,34 @@ impl ServiceBuilder {
                 instrumenter,
             }),
         })
+    }
+}
+
+/// What the merged consumer streams yield: a delivery (with the subscribing endpoint, for a
+/// publication), or the end of one stream.
+#[allow(clippy::large_enum_variant)] // moved straight into its task; a box would cost an allocation per request
+enum Event {
+    Delivery(Option<String>, Delivery),
+    Ended(Option<String>),
+}
+
+/// Tags a source's deliveries with their subscriber and appends its end.
+fn tagged(
+    deliveries: kernel_transport::Deliveries,
+    subscriber: Option<String>,
+) -> futures_util::stream::BoxStream<'static, Event> {
+    let tag = subscriber.clone();
+    deliveries
+        .map(move |delivery| Event::Delivery(tag.clone(), delivery))
+        .chain(stream::once(std::future::ready(Event::Ended(subscriber))))
+        .boxed()
+}
+
+/// Handler tasks catch their handler's panics; a task that still failed (a panic elsewhere in
+/// the request path, or an abort) is logged, never silently dropped.
+fn log_failed_task(service: &str, done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%service, %error, "a request task failed; its delivery was returned to the queue");
     }
 }
 

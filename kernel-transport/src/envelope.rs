@@ -216,12 +216,14 @@ impl Envelope {
         }
     }
 
-    /// A heartbeat ping with a fresh message id; the pong comes back to `reply_to`.
+    /// A heartbeat ping with a fresh message id; the pong comes back to `reply_to`. It also
+    /// carries H2's `heartbeat: ping` header, so that H2 services answer it too.
     pub fn ping(reply_to: impl Into<String>) -> Self {
         Envelope {
             message_type: MessageType::Heartbeat,
             message_id: new_message_id(),
             reply_to: reply_to.into(),
+            headers: HashMap::from([(headers::HEARTBEAT.to_owned(), "ping".to_owned())]),
             payload: Bytes::from_static(PING),
             ..Envelope::default()
         }

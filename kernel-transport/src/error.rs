@@ -12,6 +12,8 @@ pub mod codes {
     pub const CLOSED: &str = "kernel.transport.closed";
     /// The broker refused an operation.
     pub const BROKER: &str = "kernel.transport.broker";
+    /// The instance queue already has its consumer.
+    pub const INSTANCE_QUEUE_TAKEN: &str = "kernel.transport.instancequeuetaken";
     /// A queue, service or topic name is not acceptable.
     pub const INVALID_NAME: &str = "kernel.transport.invalidname";
 }
@@ -38,6 +40,10 @@ pub enum TransportError {
     /// Permanent until the broker or the call changes.
     #[error("broker refused the operation: {0}")]
     Broker(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// This transport's instance queue already has its consumer: build one `Client` per
+    /// transport (clone it, or use `calling_as`) instead of several. Permanent.
+    #[error("the instance queue already has its consumer")]
+    InstanceQueueTaken,
     /// A name is empty or too long for the broker (255 bytes). Permanent.
     #[error("invalid {what} name {name:?}")]
     InvalidName {
@@ -55,7 +61,9 @@ impl TransportError {
             TransportError::NoRoute { .. } => Kind::NoRoute,
             TransportError::ConnectionLost(_) => Kind::ConnectionLost,
             TransportError::InvalidName { .. } => Kind::BadRequest,
-            TransportError::Closed | TransportError::Broker(_) => Kind::InternalServerError,
+            TransportError::Closed
+            | TransportError::Broker(_)
+            | TransportError::InstanceQueueTaken => Kind::InternalServerError,
         }
     }
 
@@ -65,6 +73,7 @@ impl TransportError {
             TransportError::ConnectionLost(_) => codes::CONNECTION_LOST,
             TransportError::Closed => codes::CLOSED,
             TransportError::Broker(_) => codes::BROKER,
+            TransportError::InstanceQueueTaken => codes::INSTANCE_QUEUE_TAKEN,
             TransportError::InvalidName { .. } => codes::INVALID_NAME,
         }
     }

@@ -227,7 +227,7 @@ impl InProcessTransport {
                     Some(permit) => Acker::new(InProcessAck {
                         _permit: permit,
                         queue: Arc::downgrade(&membership.queue),
-                        envelope: envelope.clone(),
+                        envelope: Some(envelope.clone()),
                     }),
                     None => Acker::none(),
                 };
@@ -252,23 +252,42 @@ impl Drop for Membership {
 }
 
 /// Holds the consumer's prefetch slot until the delivery is settled.
+/// A delivery dropped unsettled goes back to its queue, as RabbitMQ does with a delivery
+/// whose handler died.
 struct InProcessAck {
     _permit: OwnedSemaphorePermit,
     queue: Weak<Queue>,
-    envelope: Envelope,
+    /// The delivery, until it is settled.
+    envelope: Option<Envelope>,
+}
+
+impl InProcessAck {
+    fn requeue(&mut self) {
+        if let (Some(envelope), Some(queue)) = (self.envelope.take(), self.queue.upgrade()) {
+            let _ = queue.sender.send(envelope);
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Settle for InProcessAck {
-    async fn ack(self: Box<Self>) -> Result<(), TransportError> {
+    async fn ack(mut self: Box<Self>) -> Result<(), TransportError> {
+        self.envelope = None;
         Ok(())
     }
 
-    async fn reject(self: Box<Self>, requeue: bool) -> Result<(), TransportError> {
-        if requeue && let Some(queue) = self.queue.upgrade() {
-            let _ = queue.sender.send(self.envelope);
+    async fn reject(mut self: Box<Self>, requeue: bool) -> Result<(), TransportError> {
+        if requeue {
+            self.requeue();
         }
+        self.envelope = None;
         Ok(())
+    }
+}
+
+impl Drop for InProcessAck {
+    fn drop(&mut self) {
+        self.requeue();
     }
 }
 
@@ -320,9 +339,7 @@ impl Transport for InProcessTransport {
             }
             Source::Instance => {
                 if self.inner.instance_consumed.swap(true, Ordering::AcqRel) {
-                    return Err(TransportError::Broker(
-                        "the instance queue already has its consumer".into(),
-                    ));
+                    return Err(TransportError::InstanceQueueTaken);
                 }
                 let key = QueueKey::Instance(self.inner.instance_queue.clone());
                 Ok(self.deliveries(key, None))

@@ -30,8 +30,8 @@ use crate::{Envelope, TransportError};
 ///   hands a consumer at most `capacity` deliveries that it has not acked yet.
 /// - A subscription queue is shared by the consumers of one (service, topic) pair; every
 ///   subscribed service gets each publication once.
-/// - Dropping a [`Deliveries`] stream cancels the consumer; unacked deliveries go back to the
-///   queue.
+/// - Dropping a [`Deliveries`] stream cancels the consumer; deliveries already taken can still
+///   be settled. A [`Delivery`] (or its [`Acker`]) dropped unsettled goes back to its queue.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Sends one envelope.
@@ -129,8 +129,8 @@ pub enum Source<'a> {
 
 /// One received envelope, to be acked (done) or rejected (put back) by whoever handles it.
 ///
-/// Dropping a delivery without either leaves it unacked until its consumer is cancelled, when
-/// the broker delivers it again.
+/// Dropping a delivery (or its acker) without either returns it to its queue, as if rejected
+/// with requeue: a handler task that dies does not lose the request nor hold a prefetch slot.
 #[derive(Debug)]
 pub struct Delivery {
     /// The message received.

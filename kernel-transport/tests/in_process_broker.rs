@@ -91,13 +91,14 @@ async fn consumers_of_a_work_queue_compete() {
             .await
             .unwrap();
     }
-    let mut seen = Vec::new();
-    while seen.len() < 10 {
+    let mut held = Vec::new(); // unsettled deliveries would go back to the queue when dropped
+    while held.len() < 10 {
         tokio::select! {
-            Some(d) = work_a.next() => seen.push(d.envelope.payload[0]),
-            Some(d) = work_b.next() => seen.push(d.envelope.payload[0]),
+            Some(d) = work_a.next() => held.push(d),
+            Some(d) = work_b.next() => held.push(d),
         }
     }
+    let mut seen: Vec<u8> = held.iter().map(|d| d.envelope.payload[0]).collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..10).collect::<Vec<_>>());
     let extra = tokio::time::timeout(Duration::from_millis(20), work_a.next()).await;
@@ -176,7 +177,7 @@ async fn instance_queues_have_one_consumer_and_names_are_checked() {
     let _replies = transport.consume(Source::Instance).await.unwrap();
     assert!(matches!(
         transport.consume(Source::Instance).await,
-        Err(TransportError::Broker(_))
+        Err(TransportError::InstanceQueueTaken)
     ));
     let error = transport
         .send(Destination::Service(""), request("", 0))
@@ -189,4 +190,34 @@ async fn instance_queues_have_one_consumer_and_names_are_checked() {
             ..
         }
     ));
+}
+
+/// A delivery dropped without being settled (its handler died) goes back to the queue and
+/// frees its prefetch slot.
+#[tokio::test]
+async fn unsettled_deliveries_return_to_the_queue() {
+    let broker = InProcessBroker::new();
+    let (server, client) = (broker.connect(), broker.connect());
+    let mut work = server
+        .consume(Source::Service {
+            name: "svc",
+            capacity: 1,
+        })
+        .await
+        .unwrap();
+    client
+        .send(Destination::Service("svc"), request("svc", 9))
+        .await
+        .unwrap();
+    let first = work.next().await.unwrap();
+    let id = first.envelope.message_id.clone();
+    drop(first);
+    let again = tokio::time::timeout(Duration::from_secs(5), work.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.envelope.message_id, id);
+    again.into_parts().1.ack().await.unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(20), work.next()).await;
+    assert!(nothing.is_err(), "an acked delivery came back");
 }

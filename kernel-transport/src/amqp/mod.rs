@@ -4,19 +4,22 @@ mod properties;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
 
 use crate::error::check_name;
-use crate::{Acker, Deliveries, Delivery, Destination, Settle, Source, Transport, TransportError};
+use crate::{
+    Acker, Deliveries, Delivery, Destination, Envelope, Settle, Source, Transport, TransportError,
+};
 
 /// The exchange requests are published to; routing key = service name.
 pub const REQUEST_EXCHANGE: &str = "h2o";
@@ -25,19 +28,30 @@ pub const DIRECT_EXCHANGE: &str = "h2o.direct";
 /// The exchange publications are published to; routing key = topic.
 pub const TOPIC_EXCHANGE: &str = "h2o.topic";
 
+/// The first pause before reconnecting after the connection is lost.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(200);
+/// The longest pause between reconnection attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Reconnection attempts before the connection is given up (about 30 s in all).
+const RECONNECT_ATTEMPTS: usize = 10;
+
 /// The transport on RabbitMQ (AMQP 0-9-1), implementing the wire contract of `docs/wire.md`.
 ///
 /// On [`connect`](Self::connect) it declares the three exchanges (idempotently) and this
-/// process's exclusive instance queue, and enables publisher confirms, so that a request to a
-/// service with no queue comes back at once as [`TransportError::NoRoute`] (requests are
-/// published `mandatory`). Service and subscription queues are declared by their consumers,
-/// with manual acks and a prefetch equal to the capacity asked for. The connection recovers
-/// by itself after a broker restart (lapin's automatic recovery re-declares exchanges, queues,
-/// bindings and consumers); calls in flight across a recovery fail and are retried by the
-/// client.
+/// process's exclusive instance queue. Requests go out on a channel in publisher-confirm mode,
+/// published `mandatory`, so that a request to a service with no queue comes back at once as
+/// [`TransportError::NoRoute`]. Replies, pongs and publications go out on a second channel
+/// without confirms: nobody waits for them. Service and subscription queues are declared by
+/// their consumers, each on its own channel, with manual acks and a prefetch equal to the
+/// capacity asked for.
 ///
-/// Cloning is cheap; clones share the connection, the publishing channel and the instance
-/// queue.
+/// The connection recovers by itself after a broker restart: lapin's automatic recovery
+/// reconnects (for about 30 s) and re-declares exchanges, queues, bindings and consumers. A
+/// send that fails because a recovery is under way waits for it and is sent once more (the
+/// caller bounds the wait with its deadline). Replies to calls in flight across a recovery
+/// may be lost; the client's attempt timeout and retries cover them.
+///
+/// Cloning is cheap; clones share the connection, the channels and the instance queue.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -55,9 +69,14 @@ pub struct AmqpTransport {
 
 struct Inner {
     connection: Connection,
-    publisher: Channel,
+    /// Requests: confirm mode, published `mandatory`, so that a missing route comes back.
+    requests: Channel,
+    /// Replies, pongs and publications: no confirms. (A confirm never awaited would stay in
+    /// lapin's memory until the channel closes.)
+    answers: Channel,
     instance_queue: String,
     instance_consumed: AtomicBool,
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for AmqpTransport {
@@ -74,35 +93,38 @@ impl AmqpTransport {
     /// exchanges and this process's instance queue.
     ///
     /// # Errors
-    /// [`TransportError::ConnectionLost`] if the broker cannot be reached or refuses the login;
-    /// [`TransportError::Broker`] if it refuses a declaration (e.g. an exchange of the same
-    /// name but another type).
+    /// [`TransportError::ConnectionLost`] if the broker cannot be reached (after retrying for
+    /// about 30 s) or refuses the login; [`TransportError::Broker`] if it refuses a
+    /// declaration (e.g. an exchange of the same name but another type).
     pub async fn connect(url: &str) -> Result<Self, TransportError> {
         let instance_queue = format!("instance-{}", crate::envelope::new_message_id());
         let properties = ConnectionProperties::default()
             .with_connection_name(instance_queue.as_str().into())
+            .configure_backoff(|backoff| {
+                backoff
+                    .with_min_delay(RECONNECT_MIN_DELAY)
+                    .with_max_delay(RECONNECT_MAX_DELAY)
+                    .with_max_times(RECONNECT_ATTEMPTS)
+            })
             .enable_auto_recover();
         let connection = Connection::connect(url, properties).await.map_err(lost)?;
-        let publisher = connection.create_channel().await.map_err(lost)?;
-        publisher
+        let requests = connection.create_channel().await.map_err(lost)?;
+        requests
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(refused)?;
+        let answers = connection.create_channel().await.map_err(lost)?;
         for (name, kind) in [
             (REQUEST_EXCHANGE, ExchangeKind::Direct),
             (DIRECT_EXCHANGE, ExchangeKind::Direct),
             (TOPIC_EXCHANGE, ExchangeKind::Topic),
         ] {
-            publisher
-                .exchange_declare(
-                    name.into(),
-                    kind,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
+            let durable = ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            requests
+                .exchange_declare(name.into(), kind, durable, FieldTable::default())
                 .await
                 .map_err(refused)?;
         }
@@ -112,7 +134,7 @@ impl AmqpTransport {
             ..Default::default()
         };
         declare_and_bind(
-            &publisher,
+            &requests,
             &instance_queue,
             exclusive,
             DIRECT_EXCHANGE,
@@ -122,24 +144,69 @@ impl AmqpTransport {
         Ok(AmqpTransport {
             inner: Arc::new(Inner {
                 connection,
-                publisher,
+                requests,
+                answers,
                 instance_queue,
                 instance_consumed: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
             }),
         })
     }
 
-    /// Closes the connection. Consumers end and later sends fail with
-    /// [`TransportError::Closed`]-like errors.
+    /// Closes the connection, for every clone. Consumers end; later sends and consumes fail
+    /// with [`TransportError::Closed`].
     ///
     /// # Errors
     /// [`TransportError::ConnectionLost`] if the connection was already gone.
     pub async fn close(&self) -> Result<(), TransportError> {
+        self.inner.closed.store(true, Ordering::Release);
         self.inner
             .connection
             .close(200, "closed by its owner".into())
             .await
             .map_err(lost)
+    }
+
+    fn check_open(&self) -> Result<(), TransportError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(TransportError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Publishes `envelope`; if the channel is recovering, waits for the recovery and publishes
+    /// once more. The caller bounds the whole with its deadline.
+    async fn publish(
+        &self,
+        channel: &Channel,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        envelope: &Envelope,
+    ) -> Result<PublisherConfirm, TransportError> {
+        let publish = || {
+            let options = BasicPublishOptions {
+                mandatory,
+                ..Default::default()
+            };
+            let properties = properties::to_properties(envelope, SystemTime::now());
+            channel.basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                &envelope.payload,
+                properties,
+            )
+        };
+        match publish().await {
+            Ok(confirm) => Ok(confirm),
+            Err(error) if error.can_be_recovered() => {
+                channel.wait_for_recovery(error).await.map_err(lost)?;
+                publish().await.map_err(lost)
+            }
+            Err(error) => Err(lost(error)),
+        }
     }
 
     /// Opens a channel, sets its prefetch, declares and binds `queue`, and consumes it.
@@ -165,24 +232,22 @@ impl AmqpTransport {
             self.inner.instance_queue,
             crate::envelope::new_message_id()
         );
+        let options = BasicConsumeOptions {
+            no_ack,
+            ..Default::default()
+        };
+        // Dropping the consumer (with the stream) cancels it; the channel stays open while a
+        // delivery taken from it is unsettled, so in-flight work can still be acked.
         let consumer = channel
             .basic_consume(
                 queue.into(),
                 tag.as_str().into(),
-                BasicConsumeOptions {
-                    no_ack,
-                    ..Default::default()
-                },
+                options,
                 FieldTable::default(),
             )
             .await
             .map_err(refused)?;
-        let cancel_on_drop = CancelOnDrop {
-            channel: channel.clone(),
-            tag,
-        };
         let stream = consumer.filter_map(move |delivery| {
-            let _keep_consuming = &cancel_on_drop;
             let delivery = match delivery {
                 Ok(delivery) => delivery,
                 Err(error) => {
@@ -195,7 +260,7 @@ impl AmqpTransport {
                 Acker::none()
             } else {
                 Acker::new(AmqpAck {
-                    acker: delivery.acker,
+                    acker: Some(delivery.acker),
                     _channel: channel.clone(),
                 })
             };
@@ -228,51 +293,49 @@ async fn declare_and_bind(
         .map_err(refused)
 }
 
-/// Cancels the consumer when its stream is dropped, without closing the channel: deliveries
-/// still being handled can be acked, and the channel closes when the last of them is settled.
-struct CancelOnDrop {
-    channel: Channel,
-    tag: String,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let (channel, tag) = (self.channel.clone(), std::mem::take(&mut self.tag));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = channel
-                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                    .await
-                {
-                    tracing::debug!(%error, "cancelling an AMQP consumer");
-                }
-            });
-        }
-    }
-}
-
-/// Settles one delivery; holds its channel open until then.
+/// Settles one delivery, and holds its channel open until then. A delivery dropped unsettled
+/// (its handler's task died) is rejected back to its queue, so that it does not hold a
+/// prefetch slot until the channel closes.
 struct AmqpAck {
-    acker: lapin::Acker,
+    acker: Option<lapin::Acker>,
     _channel: Channel,
 }
 
 #[async_trait::async_trait]
 impl Settle for AmqpAck {
-    async fn ack(self: Box<Self>) -> Result<(), TransportError> {
-        self.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map(drop)
-            .map_err(lost)
+    async fn ack(mut self: Box<Self>) -> Result<(), TransportError> {
+        match self.acker.take() {
+            Some(acker) => acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map(drop)
+                .map_err(lost),
+            None => Ok(()),
+        }
     }
 
-    async fn reject(self: Box<Self>, requeue: bool) -> Result<(), TransportError> {
-        self.acker
-            .reject(BasicRejectOptions { requeue })
-            .await
-            .map(drop)
-            .map_err(lost)
+    async fn reject(mut self: Box<Self>, requeue: bool) -> Result<(), TransportError> {
+        match self.acker.take() {
+            Some(acker) => acker
+                .reject(BasicRejectOptions { requeue })
+                .await
+                .map(drop)
+                .map_err(lost),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AmqpAck {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = acker.reject(BasicRejectOptions { requeue: true }).await;
+            });
+        }
     }
 }
 
@@ -290,52 +353,64 @@ fn refused(error: lapin::Error) -> TransportError {
     }
 }
 
+/// Whether a confirm's returned message is `envelope` itself. lapin pairs a `basic.return`
+/// with the next confirm to complete, which under batched acks need not be this message's:
+/// only a return of this very message means that it had no route.
+fn returned_is(returned: Option<&lapin::message::BasicReturnMessage>, envelope: &Envelope) -> bool {
+    returned.is_some_and(|message| {
+        message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str())
+            == Some(envelope.message_id.as_str())
+    })
+}
+
 #[async_trait::async_trait]
 impl Transport for AmqpTransport {
     async fn send(
         &self,
         destination: Destination<'_>,
-        envelope: crate::Envelope,
+        envelope: Envelope,
     ) -> Result<(), TransportError> {
-        let (exchange, routing_key, what, mandatory) = match destination {
-            Destination::Service(name) => (REQUEST_EXCHANGE, name, "service", true),
-            Destination::Instance(queue) => (DIRECT_EXCHANGE, queue, "queue", false),
-            Destination::Topic(topic) => (TOPIC_EXCHANGE, topic, "topic", false),
+        self.check_open()?;
+        let (exchange, routing_key, what) = match destination {
+            Destination::Service(name) => (REQUEST_EXCHANGE, name, "service"),
+            Destination::Instance(queue) => (DIRECT_EXCHANGE, queue, "queue"),
+            Destination::Topic(topic) => (TOPIC_EXCHANGE, topic, "topic"),
         };
         check_name(what, routing_key)?;
-        let properties = properties::to_properties(&envelope, SystemTime::now());
-        let confirm = self
-            .inner
-            .publisher
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory,
-                    ..Default::default()
-                },
-                &envelope.payload,
-                properties,
-            )
-            .await
-            .map_err(lost)?;
-        if !mandatory {
+        if exchange != REQUEST_EXCHANGE {
+            let answers = &self.inner.answers;
+            self.publish(answers, exchange, routing_key, false, &envelope)
+                .await?;
             return Ok(());
         }
+        let requests = &self.inner.requests;
+        let confirm = self
+            .publish(requests, exchange, routing_key, true, &envelope)
+            .await?;
         match confirm.await.map_err(lost)? {
-            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+            Confirmation::Ack(returned) if returned_is(returned.as_ref(), &envelope) => {
                 Err(TransportError::NoRoute {
                     destination: routing_key.to_owned(),
                 })
             }
-            Confirmation::Nack(None) => Err(TransportError::Broker(
+            Confirmation::Nack(returned) if returned_is(returned.as_ref(), &envelope) => {
+                Err(TransportError::NoRoute {
+                    destination: routing_key.to_owned(),
+                })
+            }
+            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Nack(_) => Err(TransportError::Broker(
                 format!("the broker did not accept the request to {routing_key}").into(),
             )),
         }
     }
 
     async fn consume(&self, source: Source<'_>) -> Result<Deliveries, TransportError> {
+        self.check_open()?;
         match source {
             Source::Service { name, capacity } => {
                 check_name("service", name)?;
@@ -348,9 +423,7 @@ impl Transport for AmqpTransport {
             }
             Source::Instance => {
                 if self.inner.instance_consumed.swap(true, Ordering::AcqRel) {
-                    return Err(TransportError::Broker(
-                        "the instance queue already has its consumer".into(),
-                    ));
+                    return Err(TransportError::InstanceQueueTaken);
                 }
                 let queue = self.inner.instance_queue.clone();
                 let exclusive = QueueDeclareOptions {
@@ -358,8 +431,14 @@ impl Transport for AmqpTransport {
                     auto_delete: true,
                     ..Default::default()
                 };
-                self.consume_queue(&queue, exclusive, DIRECT_EXCHANGE, &queue, None)
-                    .await
+                let consumed = self
+                    .consume_queue(&queue, exclusive, DIRECT_EXCHANGE, &queue, None)
+                    .await;
+                if consumed.is_err() {
+                    // A transient failure must not lock the instance queue out for good.
+                    self.inner.instance_consumed.store(false, Ordering::Release);
+                }
+                consumed
             }
             Source::Subscription {
                 service,

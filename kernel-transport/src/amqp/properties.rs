@@ -94,7 +94,7 @@ pub(super) fn to_envelope(properties: &BasicProperties, payload: Vec<u8>) -> Env
     let deadline = take(headers::DEADLINE)
         .parse::<u64>()
         .ok()
-        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
     let message_type = MessageType::parse(&message_type).unwrap_or(if topic.is_empty() {
         MessageType::Request
     } else {
