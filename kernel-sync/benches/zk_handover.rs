@@ -1,0 +1,2 @@
+//! Not written yet: comes with the following commit.
+fn main() {}

@@ -1,0 +1,129 @@
+//! The background task behind each ZooKeeper lock guard and leadership: watches our node,
+//! the session and the hold time, reports the first loss, and removes the node on release.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel_inst::Instrumenter;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::EventType;
+
+use super::recipe::delete_until_gone;
+use super::session::ZkSession;
+use crate::metrics::{self, REGION_LOCK};
+use crate::{GuardControl, LossReason, SyncError};
+
+/// Pause before re-arming a watch that could not be set.
+const REWATCH_PAUSE: Duration = Duration::from_millis(50);
+
+/// What is held: decides the metrics and whether there is a hold time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    Lock { hold_until: Instant },
+    Leadership,
+}
+
+/// One lock or leadership held through a session.
+pub(crate) struct ZkHold {
+    pub(crate) session: Arc<ZkSession>,
+    pub(crate) path: String,
+    pub(crate) epoch: CancellationToken,
+    pub(crate) held: Held,
+    pub(crate) inst: Arc<dyn Instrumenter>,
+}
+
+impl ZkHold {
+    pub(crate) async fn run(self, mut control: GuardControl) {
+        let hold_until = match self.held {
+            Held::Lock { hold_until } => Some(hold_until),
+            Held::Leadership => None,
+        };
+        let expired = async move {
+            match hold_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let first = tokio::select! {
+            request = control.release_requested() => Ok(request),
+            () = self.epoch.cancelled() => Err(self.session.loss_reason()),
+            () = expired => Err(LossReason::HoldExpired),
+            reason = self.watch_node() => Err(reason),
+        };
+        let mut request = match first {
+            Ok(request) => {
+                if self.held == Held::Leadership {
+                    metrics::count(&*self.inst, metrics::LEADER_RESCINDED);
+                }
+                let released = self.remove_node().await;
+                match request {
+                    Some(reply) => reply.respond(released),
+                    None => {
+                        if let Err(error) = released {
+                            tracing::warn!(path = %self.path, %error, "could not release a dropped lock");
+                        }
+                    }
+                }
+                control.release_requested().await
+            }
+            Err(reason) => {
+                if control.lose(reason) {
+                    tracing::warn!(path = %self.path, %reason, "lost a zookeeper lock or leadership");
+                    let bucket = match self.held {
+                        Held::Lock { .. } => REGION_LOCK.lost,
+                        Held::Leadership => metrics::LEADER_REMOTELY_RESCINDED,
+                    };
+                    metrics::count(&*self.inst, bucket);
+                }
+                // The node may still be there (suspended connection, hold time exceeded):
+                // remove it so that the next contender need not wait for the session to end.
+                if !matches!(reason, LossReason::Deleted | LossReason::SessionExpired) {
+                    if let Err(error) = self.remove_node().await {
+                        tracing::warn!(path = %self.path, %error, "could not remove a lost lock's node");
+                    }
+                }
+                control.release_requested().await
+            }
+        };
+        // Released or lost: answer the unlock (or repeated rescinds). The guard reports a loss
+        // recorded before its answer.
+        while let Some(reply) = request {
+            reply.respond(Ok(()));
+            request = control.release_requested().await;
+        }
+    }
+
+    async fn remove_node(&self) -> Result<(), SyncError> {
+        delete_until_gone(&self.session, &self.path).await
+    }
+
+    /// Completes when our node is deleted (or the session ends), re-arming the watch after
+    /// other events.
+    async fn watch_node(&self) -> LossReason {
+        loop {
+            match self.session.client.check_and_watch_stat(&self.path).await {
+                Ok((None, _)) => return LossReason::Deleted,
+                Ok((Some(_), watcher)) => {
+                    let event = watcher.changed().await;
+                    match event.event_type {
+                        EventType::NodeDeleted => return LossReason::Deleted,
+                        EventType::Session if event.session_state.is_terminated() => {
+                            return LossReason::SessionExpired;
+                        }
+                        _ => {}
+                    }
+                }
+                Err(
+                    zookeeper_client::Error::SessionExpired
+                    | zookeeper_client::Error::ClientClosed
+                    | zookeeper_client::Error::AuthFailed,
+                ) => return LossReason::SessionExpired,
+                Err(error) => {
+                    tracing::debug!(path = %self.path, %error, "re-arming the watch on our node");
+                    tokio::time::sleep(REWATCH_PAUSE).await;
+                }
+            }
+        }
+    }
+}
