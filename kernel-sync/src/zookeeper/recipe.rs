@@ -104,11 +104,16 @@ fn zk_error(operation: &'static str, error: zookeeper_client::Error) -> SyncErro
     }
 }
 
-/// Whether retrying the same operation on the same session may succeed.
-fn is_connection_loss(error: &zookeeper_client::Error) -> bool {
+/// Whether retrying the same operation on the same session may succeed: the connection
+/// was lost (zookeeper-client reports a dead connection both as `ConnectionLoss` and as a
+/// `Custom` "no response from connection" error) or the server shed the request.
+pub(crate) fn is_connection_loss(error: &zookeeper_client::Error) -> bool {
     matches!(
         error,
-        zookeeper_client::Error::ConnectionLoss | zookeeper_client::Error::Timeout
+        zookeeper_client::Error::ConnectionLoss
+            | zookeeper_client::Error::Timeout
+            | zookeeper_client::Error::Throttled
+            | zookeeper_client::Error::Custom(_)
     )
 }
 
