@@ -61,6 +61,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backend;
+#[cfg(feature = "cassandra")]
+mod cassandra;
 pub mod codes;
 mod error;
 mod fencing;
@@ -76,6 +78,9 @@ pub use backend::{
     DEFAULT_WAIT_FOR, Election, ElectionExt, LockBackend, LockBackendExt, LockRequest, LockSpec,
 };
 pub(crate) use backend::{REGION_DEFAULT_HOLD_FOR, REGION_MIN_HOLD_FOR};
+#[cfg(feature = "cassandra")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
+pub use cassandra::{CassandraGlobalLock, CassandraGlobalLockBuilder};
 pub use error::{BackendSource, SyncError};
 pub use fencing::FencingToken;
 pub use guard::{GuardControl, Leadership, LockGuard, ReleaseRequest};
