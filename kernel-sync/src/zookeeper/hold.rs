@@ -7,7 +7,7 @@ use std::time::Duration;
 use kernel_inst::Instrumenter;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::EventType;
+use zookeeper_client::{EventType, OneshotWatcher};
 
 use super::recipe::delete_until_gone;
 use super::session::ZkSession;
@@ -29,12 +29,16 @@ pub(crate) struct ZkHold {
     pub(crate) session: Arc<ZkSession>,
     pub(crate) path: String,
     pub(crate) epoch: CancellationToken,
+    /// The child watch on the lock path from the listing that won, if it did: it fires when
+    /// anyone joins or leaves, after which the node itself is watched.
+    pub(crate) dir_watch: Option<OneshotWatcher>,
     pub(crate) held: Held,
     pub(crate) inst: Arc<dyn Instrumenter>,
 }
 
 impl ZkHold {
-    pub(crate) async fn run(self, mut control: GuardControl) {
+    pub(crate) async fn run(mut self, mut control: GuardControl) {
+        let dir_watch = self.dir_watch.take();
         let hold_until = match self.held {
             Held::Lock { hold_until } => Some(hold_until),
             Held::Leadership => None,
@@ -45,11 +49,15 @@ impl ZkHold {
                 None => std::future::pending().await,
             }
         };
+        // Kept until our node is gone: dropping a watch that has not fired costs a
+        // RemoveWatches request, while one that fired on our own delete costs nothing.
+        let watch = self.watch_node(dir_watch);
+        tokio::pin!(watch);
         let first = tokio::select! {
             request = control.release_requested() => Ok(request),
             () = self.epoch.cancelled() => Err(self.session.loss_reason()),
             () = expired => Err(LossReason::HoldExpired),
-            reason = self.watch_node() => Err(reason),
+            reason = &mut watch => Err(reason),
         };
         let mut request = match first {
             Ok(request) => {
@@ -65,6 +73,7 @@ impl ZkHold {
                         }
                     }
                 }
+                drop(watch);
                 control.release_requested().await
             }
             Err(reason) => {
@@ -99,8 +108,15 @@ impl ZkHold {
     }
 
     /// Completes when our node is deleted (or the session ends), re-arming the watch after
-    /// other events.
-    async fn watch_node(&self) -> LossReason {
+    /// other events. Starts from the lock path's child watch if there is one: while nobody
+    /// else joins, holding costs no read.
+    async fn watch_node(&self, dir_watch: Option<OneshotWatcher>) -> LossReason {
+        if let Some(watch) = dir_watch {
+            let event = watch.changed().await;
+            if event.event_type == EventType::Session && event.session_state.is_terminated() {
+                return LossReason::SessionExpired;
+            }
+        }
         loop {
             match self.session.client.check_and_watch_stat(&self.path).await {
                 Ok((None, _)) => return LossReason::Deleted,

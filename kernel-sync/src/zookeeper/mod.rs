@@ -198,13 +198,14 @@ impl ZkLockBackend {
             None => run.await,
         };
         match result {
-            Ok((node, epoch)) => {
+            Ok((node, epoch, dir_watch)) => {
                 let session = contender.session.clone();
                 contender.disarm();
                 Ok(Won {
                     session,
                     node,
                     epoch,
+                    dir_watch,
                 })
             }
             Err(outcome) => {
@@ -232,6 +233,7 @@ struct Won {
     session: Arc<session::ZkSession>,
     node: recipe::OwnNode,
     epoch: tokio_util::sync::CancellationToken,
+    dir_watch: Option<zookeeper_client::OneshotWatcher>,
 }
 
 /// A contender's loss.
@@ -353,6 +355,7 @@ impl LockBackend for ZkLockBackend {
             session: won.session,
             path: won.node.path,
             epoch: won.epoch,
+            dir_watch: won.dir_watch,
             held: Held::Lock {
                 hold_until: Instant::now() + hold_for,
             },
@@ -392,6 +395,7 @@ impl Election for ZkLockBackend {
             session: won.session,
             path: won.node.path,
             epoch: won.epoch,
+            dir_watch: won.dir_watch,
             held: Held::Leadership,
             inst: self.inner.inst.clone(),
         };

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, CreateMode, EventType, Stat};
+use zookeeper_client::{Acls, CreateMode, EventType, OneshotWatcher, Stat};
 
 use super::gotime;
 use super::session::ZkSession;
@@ -52,6 +52,10 @@ pub(crate) struct Contender {
     node: Option<OwnNode>,
     /// Whether a create may have reached the server.
     create_sent: bool,
+    /// The child watch set by the listing sent with our create. If that listing shows we
+    /// hold the lock, it becomes the holder's first watch (a release of an uncontended lock
+    /// then needs no read); otherwise it is dropped, which removes it from the server.
+    dir_watch: Option<OneshotWatcher>,
     /// Whether the attempt still owns its node (and must remove it).
     armed: bool,
     /// We waited behind another node at least once: a timeout then means contention.
@@ -132,6 +136,7 @@ impl Contender {
             data,
             node: None,
             create_sent: false,
+            dir_watch: None,
             armed: true,
             saw_holder: false,
             last_error: None,
@@ -146,10 +151,11 @@ impl Contender {
     /// caller turns it into its error); `None` waits for ever.
     ///
     /// The node stays ours (and is removed on drop) until [`disarm`](Contender::disarm).
+    /// A win on the listing sent with the create also returns that listing's child watch.
     pub(crate) async fn run(
         &mut self,
         deadline: Option<Instant>,
-    ) -> Result<(OwnNode, CancellationToken), Outcome> {
+    ) -> Result<(OwnNode, CancellationToken, Option<OneshotWatcher>), Outcome> {
         loop {
             let mut children = self.create().await?;
             let own = self
@@ -160,7 +166,7 @@ impl Contender {
                 let epoch = self.session.epoch();
                 let listed = match children.take() {
                     Some(listed) => listed,
-                    None => match self.session.client.list_children(&self.dir).await {
+                    None => match self.list_again().await {
                         Ok(listed) => listed,
                         Err(error) if is_connection_loss(&error) => {
                             self.last_error = Some(error);
@@ -186,8 +192,9 @@ impl Contender {
                         // The connection was suspended since the read began: read again.
                         continue;
                     }
-                    return Ok((own, epoch));
+                    return Ok((own, epoch, self.dir_watch.take()));
                 }
+                self.dir_watch = None;
                 self.saw_holder = true;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Outcome::Contended);
@@ -196,6 +203,13 @@ impl Contender {
                 self.wait_for_predecessor(&predecessor, deadline).await?;
             }
         }
+    }
+
+    /// Lists the lock path again, without a watch (only the listing sent with the create
+    /// sets one).
+    async fn list_again(&mut self) -> Result<Vec<String>, zookeeper_client::Error> {
+        self.dir_watch = None;
+        self.session.client.list_children(&self.dir).await
     }
 
     /// Waits until the predecessor changes or goes, its expiry passes, or the deadline.
@@ -267,8 +281,9 @@ impl Contender {
     }
 
     /// Creates our node, creating the lock path's containers if missing, and lists the lock
-    /// path in the same round trip (requests on one session are answered in order, so the
-    /// list includes our node). Returns the listing, if it could be had with the create.
+    /// path (setting a child watch) in the same round trip: requests on one session are
+    /// answered in order, so the list includes our node. Returns the listing, if it could be
+    /// had with the create.
     async fn create(&mut self) -> Result<Option<Vec<String>>, Outcome> {
         let client = self.session.client.clone();
         let prefix = format!("{}/{}", self.dir, self.name_prefix);
@@ -276,8 +291,12 @@ impl Contender {
         loop {
             self.create_sent = true;
             let create = client.create(&prefix, &self.data, &options);
-            let list = client.list_children(&self.dir);
+            let list = client.get_and_watch_children(&self.dir);
             let (created, listed) = tokio::join!(create, list);
+            let listed = listed.map(|(children, _, watch)| {
+                self.dir_watch = Some(watch);
+                children
+            });
             match created {
                 Ok((stat, sequence)) => {
                     let name = format!("{}{sequence}", self.name_prefix);
