@@ -115,6 +115,10 @@ pub trait ElectionExt: Election + Sized {
     ///
     /// # Cancellation safety
     /// Dropping the future withdraws the candidacy (our ZooKeeper node is removed).
+    ///
+    /// # Fencing
+    /// The leadership's [`fencing_token`](Leadership::fencing_token) is higher than every
+    /// token of an earlier term of this election.
     fn leader(
         &self,
         id: impl Into<String>,
@@ -183,5 +187,41 @@ impl<'a, B: LockBackend> LockRequest<'a, B> {
             hold_for: self.hold_for,
         };
         self.backend.acquire(spec).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryLockBackend, Namespace};
+
+    fn assert_send<T: Send>(value: T) -> T {
+        value
+    }
+
+    #[tokio::test]
+    async fn seams_work_through_an_arc_and_their_futures_are_send() {
+        let backend = Arc::new(MemoryLockBackend::new(
+            Namespace::new("com.example").unwrap(),
+        ));
+        let guard = assert_send(backend.lock("a").acquire()).await.unwrap();
+        let leadership = assert_send(backend.leader("a")).await.unwrap();
+        guard.unlock().await.unwrap();
+        leadership.rescind().await;
+    }
+
+    #[test]
+    fn backends_are_send_sync_and_implement_the_seams() {
+        fn assert_lock_backend<T: LockBackend + Clone>() {}
+        fn assert_election<T: Election + Clone>() {}
+        assert_lock_backend::<MemoryLockBackend>();
+        assert_election::<MemoryLockBackend>();
+        #[cfg(feature = "zookeeper")]
+        {
+            assert_lock_backend::<crate::ZkLockBackend>();
+            assert_election::<crate::ZkLockBackend>();
+        }
+        #[cfg(feature = "cassandra")]
+        assert_lock_backend::<crate::CassandraGlobalLock>();
     }
 }

@@ -72,12 +72,13 @@ async fn waiting_past_wait_for_gives_a_contended_error() {
         kernel_sync::codes::CONTENDED
     );
     held.unlock().await.unwrap();
-    backend
+    let next = backend
         .lock("close")
         .wait_for(Duration::ZERO)
         .acquire()
         .await
         .unwrap();
+    next.unlock().await.unwrap();
 }
 
 /// A holder that never unlocks is told at `hold_for`, and a waiter takes over then.

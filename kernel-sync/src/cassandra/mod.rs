@@ -320,10 +320,10 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if self.sent {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(self.release());
-            }
+        if self.sent
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(self.release());
         }
     }
 }

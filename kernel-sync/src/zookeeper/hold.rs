@@ -49,8 +49,9 @@ impl ZkHold {
                 None => std::future::pending().await,
             }
         };
-        // Kept until our node is gone: dropping a watch that has not fired costs a
-        // RemoveWatches request, while one that fired on our own delete costs nothing.
+        // Kept (to the end of this task) until our node is gone: dropping a watch that has
+        // not fired costs a RemoveWatches request; one that fired on our own delete costs
+        // nothing.
         let watch = self.watch_node(dir_watch);
         tokio::pin!(watch);
         let first = tokio::select! {
@@ -73,7 +74,6 @@ impl ZkHold {
                         }
                     }
                 }
-                drop(watch);
                 control.release_requested().await
             }
             Err(reason) => {
@@ -87,10 +87,10 @@ impl ZkHold {
                 }
                 // The node may still be there (suspended connection, hold time exceeded):
                 // remove it so that the next contender need not wait for the session to end.
-                if !matches!(reason, LossReason::Deleted | LossReason::SessionExpired) {
-                    if let Err(error) = self.remove_node().await {
-                        tracing::warn!(path = %self.path, %error, "could not remove a lost lock's node");
-                    }
+                if !matches!(reason, LossReason::Deleted | LossReason::SessionExpired)
+                    && let Err(error) = self.remove_node().await
+                {
+                    tracing::warn!(path = %self.path, %error, "could not remove a lost lock's node");
                 }
                 control.release_requested().await
             }

@@ -158,10 +158,13 @@ impl Contender {
     ) -> Result<(OwnNode, CancellationToken, Option<OneshotWatcher>), Outcome> {
         loop {
             let mut children = self.create().await?;
-            let own = self
-                .node
-                .clone()
-                .ok_or_else(|| Outcome::Failed(SyncError::SessionExpired))?;
+            let own = self.node.clone().ok_or_else(|| {
+                Outcome::Failed(SyncError::backend_message(
+                    "zookeeper",
+                    "create the lock node",
+                    "the create succeeded but named no node",
+                ))
+            })?;
             loop {
                 let epoch = self.session.epoch();
                 let listed = match children.take() {
@@ -408,10 +411,10 @@ impl Contender {
                 Some(path) => Some(path),
                 None => find_by_prefix(&session, &dir, &name_prefix).await,
             };
-            if let Some(path) = path {
-                if let Err(error) = delete_until_gone(&session, &path).await {
-                    tracing::warn!(%path, %error, "could not remove an abandoned lock node");
-                }
+            if let Some(path) = path
+                && let Err(error) = delete_until_gone(&session, &path).await
+            {
+                tracing::warn!(%path, %error, "could not remove an abandoned lock node");
             }
         }
     }

@@ -172,18 +172,18 @@ async fn supervise(
             ended.cancel();
             return;
         }
-        if state == SessionState::Disconnected {
-            if let Some(grace) = grace {
-                tokio::select! {
-                    next = states.changed() => { state = next; continue; }
-                    () = tokio::time::sleep(grace) => {
-                        tracing::warn!(?grace, "zookeeper connection suspended past the grace: holders are told they lost");
-                        let mut epoch = epoch.lock().unwrap_or_else(PoisonError::into_inner);
-                        epoch.cancel();
-                        *epoch = ended.child_token();
-                    }
-                    () = ended.cancelled() => return,
+        if state == SessionState::Disconnected
+            && let Some(grace) = grace
+        {
+            tokio::select! {
+                next = states.changed() => { state = next; continue; }
+                () = tokio::time::sleep(grace) => {
+                    tracing::warn!(?grace, "zookeeper connection suspended past the grace: holders are told they lost");
+                    let mut epoch = epoch.lock().unwrap_or_else(PoisonError::into_inner);
+                    epoch.cancel();
+                    *epoch = ended.child_token();
                 }
+                () = ended.cancelled() => return,
             }
         }
         state = tokio::select! {
