@@ -157,6 +157,9 @@ impl Contender {
         deadline: Option<Instant>,
     ) -> Result<(OwnNode, CancellationToken, Option<OneshotWatcher>), Outcome> {
         loop {
+            // Taken before each read that may decide a win: if the connection is suspended
+            // past the grace after it, the win is re-checked with a new read.
+            let mut epoch = self.session.epoch();
             let mut children = self.create().await?;
             let own = self.node.clone().ok_or_else(|| {
                 Outcome::Failed(SyncError::backend_message(
@@ -166,10 +169,9 @@ impl Contender {
                 ))
             })?;
             loop {
-                let epoch = self.session.epoch();
                 let listed = match children.take() {
                     Some(listed) => listed,
-                    None => match self.list_again().await {
+                    None => match self.list_again(&mut epoch).await {
                         Ok(listed) => listed,
                         Err(error) if is_connection_loss(&error) => {
                             self.last_error = Some(error);
@@ -209,8 +211,12 @@ impl Contender {
     }
 
     /// Lists the lock path again, without a watch (only the listing sent with the create
-    /// sets one).
-    async fn list_again(&mut self) -> Result<Vec<String>, zookeeper_client::Error> {
+    /// sets one), taking the session epoch first.
+    async fn list_again(
+        &mut self,
+        epoch: &mut CancellationToken,
+    ) -> Result<Vec<String>, zookeeper_client::Error> {
+        *epoch = self.session.epoch();
         self.dir_watch = None;
         self.session.client.list_children(&self.dir).await
     }
