@@ -1,0 +1,442 @@
+//! [`ZkLockBackend`]: H2's region locks and region leaders on ZooKeeper, made safe.
+
+mod gotime;
+mod hold;
+mod recipe;
+mod session;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kernel_inst::{Instrumenter, NoopInstrumenter};
+use tokio::time::Instant;
+
+use self::hold::{Held, ZkHold};
+use self::recipe::{Contender, Outcome};
+use self::session::{SessionConfig, Sessions};
+use crate::metrics::{self, REGION_LOCK};
+use crate::{
+    Election, FencingToken, Leadership, LockBackend, LockGuard, LockId, LockSpec, Namespace,
+    SyncError,
+};
+
+/// Region locks and leader election on ZooKeeper.
+///
+/// # Locks
+/// The standard ZooKeeper lock recipe: each contender creates an ephemeral sequential node
+/// under `/<namespace>/<id>` (every `/` of the id replaced by `#`, as in H2), the lowest
+/// sequence holds, and each waiter watches only its predecessor, so a release wakes one
+/// waiter (no herd effect). Nodes are named as Curator's and H2's (`_c_<uuid>-lock-<seq>`),
+/// so Curator `InterProcessMutex` clients and H2 Go services on the same path exclude ours.
+///
+/// * `wait_for` bounds the wait: then [`SyncError::Contended`], with our node removed.
+/// * `hold_for` (default [`DEFAULT_HOLD_FOR`](ZkLockBackend::DEFAULT_HOLD_FOR), minimum
+///   [`MIN_HOLD_FOR`](ZkLockBackend::MIN_HOLD_FOR), both as H2) bounds how long a holder
+///   blocks others: at `hold_for` the guard reports [`LossReason::HoldExpired`](crate::LossReason::HoldExpired)
+///   and removes its node. The node also records, in H2's format, the instant after which its
+///   holder no longer claims it (`created + wait_for + hold_for`), and the contender waiting
+///   on an expired node deletes it, as H2's reaper did: this frees a lock whose holder hangs
+///   with its session alive.
+/// * The lock path's parents are container nodes, which ZooKeeper deletes once they are
+///   empty (H2's reaper deleted them itself, racing with new lockers).
+///
+/// # Leaders
+/// [`leader(id)`](crate::ElectionExt::leader) uses the same recipe under
+/// `/sync/regionleader/<namespace>/<id>` (H2's root, now namespaced), with no wait or hold
+/// limit: it returns once elected. The leadership ends when its node is deleted by anyone,
+/// when the session expires or stays suspended past the grace, or on
+/// [`rescind`](crate::Leadership::rescind); the next candidate is then elected.
+///
+/// # Fencing
+/// The fencing token is the `czxid` of the holder's node: ZooKeeper's transaction id of its
+/// creation. Successive holders own successively created nodes, so their tokens strictly
+/// increase, across sessions, clients and restarts of the lock path.
+///
+/// # Sessions
+/// All locks and leaderships of a backend share one session. If it expires, every one of
+/// them reports [`LossReason::SessionExpired`](crate::LossReason::SessionExpired) at once and
+/// the next operation opens a new session. If the connection is suspended (disconnected but
+/// not yet expired) for longer than the suspension grace (a fraction of the negotiated
+/// session timeout, default [`DEFAULT_SUSPENSION_GRACE`](ZkLockBackend::DEFAULT_SUSPENSION_GRACE)),
+/// every holder reports [`LossReason::ConnectionSuspended`](crate::LossReason::ConnectionSuspended)
+/// and removes its node once reconnected. The client notices a dead connection after 2/5 of
+/// the session timeout, so with the default grace a holder is told within about 0.73 of the
+/// session timeout of its last contact with ZooKeeper: before the server can expire the
+/// session and let anyone else in (1.0). Graces above 0.6 lose that ordering.
+///
+/// Clones share the session. Dropping the last clone and every guard closes the session.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), kernel_sync::SyncError> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use kernel_sync::{ElectionExt, LockBackendExt, Namespace, ZkLockBackend};
+///
+/// let zk = ZkLockBackend::builder("127.0.0.1:2181", Namespace::new("com.example.billing")?)
+///     .session_timeout(Duration::from_secs(6))
+///     .instrumenter(Arc::new(kernel_inst::NoopInstrumenter))
+///     .connect()
+///     .await?;
+/// let guard = zk.lock("nightly-close").wait_for(Duration::from_secs(5)).acquire().await?;
+/// guard.unlock().await?;
+/// let leadership = zk.leader("scheduler").await?;
+/// leadership.rescind().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ZkLockBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Sessions,
+    namespace: Namespace,
+    inst: Arc<dyn Instrumenter>,
+}
+
+impl fmt::Debug for ZkLockBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZkLockBackend")
+            .field("namespace", &self.inner.namespace)
+            .field("sessions", &self.inner.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ZkLockBackend`]; start with [`ZkLockBackend::builder`].
+#[derive(Clone)]
+#[must_use = "a builder does nothing until connected"]
+pub struct ZkLockBackendBuilder {
+    hosts: String,
+    namespace: Namespace,
+    session_timeout: Duration,
+    connect_timeout: Duration,
+    suspension_grace: f64,
+    inst: Arc<dyn Instrumenter>,
+}
+
+impl fmt::Debug for ZkLockBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZkLockBackendBuilder")
+            .field("hosts", &self.hosts)
+            .field("namespace", &self.namespace)
+            .field("session_timeout", &self.session_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("suspension_grace", &self.suspension_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZkLockBackend {
+    /// Default `hold_for`, as H2's `RegionLock`: 2 s.
+    pub const DEFAULT_HOLD_FOR: Duration = crate::REGION_DEFAULT_HOLD_FOR;
+    /// Minimum `hold_for`, as H2's `RegionTimedLock`: 1 s.
+    pub const MIN_HOLD_FOR: Duration = crate::REGION_MIN_HOLD_FOR;
+    /// Session timeout asked of ZooKeeper unless set (the server may negotiate it within its
+    /// `minSessionTimeout`..`maxSessionTimeout`): 6 s. H2 used 100 ms, which only a
+    /// same-rack ensemble sustains.
+    pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+    /// How long to try to open a session before failing: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Suspension beyond this fraction of the session timeout counts as loss: 1/3, Curator's
+    /// `StandardConnectionHandlingPolicy(33)`.
+    pub const DEFAULT_SUSPENSION_GRACE: f64 = 1.0 / 3.0;
+
+    /// Starts a backend for `namespace` (the service name) on the ensemble `hosts`
+    /// (`host:port[,host:port…][/chroot]`).
+    pub fn builder(hosts: impl Into<String>, namespace: Namespace) -> ZkLockBackendBuilder {
+        ZkLockBackendBuilder {
+            hosts: hosts.into(),
+            namespace,
+            session_timeout: Self::DEFAULT_SESSION_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            suspension_grace: Self::DEFAULT_SUSPENSION_GRACE,
+            inst: Arc::new(NoopInstrumenter),
+        }
+    }
+
+    /// The namespace locks are taken in.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.namespace
+    }
+
+    /// The ZooKeeper path of lock `id`'s children: `/<namespace>/<id with / as #>`.
+    pub fn lock_path(&self, id: &LockId) -> String {
+        format!("/{}/{}", self.inner.namespace, id.path_component())
+    }
+
+    /// The ZooKeeper path of election `id`'s candidates:
+    /// `/sync/regionleader/<namespace>/<id with / as #>`.
+    pub fn leader_path(&self, id: &LockId) -> String {
+        format!(
+            "/sync/regionleader/{}/{}",
+            self.inner.namespace,
+            id.path_component()
+        )
+    }
+
+    /// Runs one contender to a win, the deadline, or a failure; on anything but a win its
+    /// node is removed before this returns.
+    async fn contend(
+        &self,
+        dir: String,
+        data: Vec<u8>,
+        wait_until: Option<Instant>,
+    ) -> Result<Won, Lost> {
+        let session = self.inner.sessions.get().await.map_err(Lost::Failed)?;
+        // Engine calls before the wait are bounded by the session timeout, not by wait_for,
+        // so that `wait_for = 0` still gets one try.
+        let give_up =
+            wait_until.map(|at| at.max(Instant::now() + session.client.session_timeout()));
+        let mut contender = Contender::new(session, dir, data, self.inner.inst.clone());
+        let run = contender.run(wait_until);
+        let result = match give_up {
+            Some(at) => tokio::time::timeout_at(at, run)
+                .await
+                .unwrap_or(Err(Outcome::Contended)),
+            None => run.await,
+        };
+        match result {
+            Ok((node, epoch, dir_watch)) => {
+                let session = contender.session.clone();
+                contender.disarm();
+                Ok(Won {
+                    session,
+                    node,
+                    epoch,
+                    dir_watch,
+                })
+            }
+            Err(outcome) => {
+                let lost = match outcome {
+                    Outcome::Contended if contender.saw_holder => Lost::Contended,
+                    Outcome::Contended => Lost::Failed(match contender.last_error.clone() {
+                        Some(error) => SyncError::backend("zookeeper", "acquire the lock", error),
+                        None => SyncError::backend_message(
+                            "zookeeper",
+                            "acquire the lock",
+                            "no answer before the deadline",
+                        ),
+                    }),
+                    Outcome::Failed(error) => Lost::Failed(error),
+                };
+                contender.withdraw().await;
+                Err(lost)
+            }
+        }
+    }
+}
+
+/// A contender's win.
+struct Won {
+    session: Arc<session::ZkSession>,
+    node: recipe::OwnNode,
+    epoch: tokio_util::sync::CancellationToken,
+    dir_watch: Option<zookeeper_client::OneshotWatcher>,
+}
+
+/// A contender's loss.
+enum Lost {
+    Contended,
+    Failed(SyncError),
+}
+
+impl ZkLockBackendBuilder {
+    /// The session timeout to ask for (default
+    /// [`DEFAULT_SESSION_TIMEOUT`](ZkLockBackend::DEFAULT_SESSION_TIMEOUT)). A crashed
+    /// holder's locks are freed this long after its last heartbeat.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// How long to try to open a session (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](ZkLockBackend::DEFAULT_CONNECT_TIMEOUT)).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// After how long a suspended connection counts as loss, as a fraction of the negotiated
+    /// session timeout (default [`DEFAULT_SUSPENSION_GRACE`](ZkLockBackend::DEFAULT_SUSPENSION_GRACE)).
+    /// `0.0` reports loss as soon as the connection drops (Curator's default policy);
+    /// `f64::INFINITY` only on session expiry.
+    pub fn suspension_grace(mut self, fraction: f64) -> Self {
+        self.suspension_grace = fraction;
+        self
+    }
+
+    /// Where the `sync.regionlock.*` and `sync.regionleader.*` metrics go (default: nowhere).
+    pub fn instrumenter(mut self, inst: Arc<dyn Instrumenter>) -> Self {
+        self.inst = inst;
+        self
+    }
+
+    /// Validates the settings and opens the first session.
+    ///
+    /// # Errors
+    /// [`SyncError::InvalidConfig`] naming a bad setting; [`SyncError::Backend`] if no
+    /// session could be opened within the connect timeout.
+    pub async fn connect(self) -> Result<ZkLockBackend, SyncError> {
+        if self.session_timeout.is_zero() {
+            return Err(SyncError::InvalidConfig {
+                field: "session_timeout",
+                reason: "must be more than zero".into(),
+            });
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(SyncError::InvalidConfig {
+                field: "connect_timeout",
+                reason: "must be more than zero".into(),
+            });
+        }
+        if self.suspension_grace.is_nan() || self.suspension_grace < 0.0 {
+            return Err(SyncError::InvalidConfig {
+                field: "suspension_grace",
+                reason: format!(
+                    "{} is not a fraction of zero or more",
+                    self.suspension_grace
+                ),
+            });
+        }
+        let sessions = Sessions::new(SessionConfig {
+            hosts: self.hosts,
+            session_timeout: self.session_timeout,
+            connect_timeout: self.connect_timeout,
+            suspension_grace: self.suspension_grace,
+        });
+        sessions.get().await?;
+        Ok(ZkLockBackend {
+            inner: Arc::new(Inner {
+                sessions,
+                namespace: self.namespace,
+                inst: self.inst,
+            }),
+        })
+    }
+}
+
+fn token(czxid: i64) -> FencingToken {
+    FencingToken::new(u64::try_from(czxid).unwrap_or(0))
+}
+
+impl LockBackend for ZkLockBackend {
+    async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
+        let hold_for = spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR);
+        if hold_for < Self::MIN_HOLD_FOR {
+            return Err(SyncError::InvalidHoldFor {
+                hold_for,
+                minimum: Self::MIN_HOLD_FOR,
+            });
+        }
+        let started = Instant::now();
+        let claim_until = SystemTime::now() + spec.wait_for + hold_for;
+        let result = self
+            .contend(
+                self.lock_path(&spec.id),
+                gotime::encode(claim_until).to_vec(),
+                Some(started + spec.wait_for),
+            )
+            .await;
+        REGION_LOCK.record_acquire(&*self.inner.inst, started.elapsed(), result.is_ok());
+        let won = match result {
+            Ok(won) => won,
+            Err(Lost::Contended) => {
+                return Err(SyncError::Contended {
+                    id: spec.id,
+                    waited: started.elapsed(),
+                });
+            }
+            Err(Lost::Failed(error)) => return Err(error),
+        };
+        let (guard, control) = LockGuard::new(spec.id, token(won.node.czxid));
+        let hold = ZkHold {
+            session: won.session,
+            path: won.node.path,
+            epoch: won.epoch,
+            dir_watch: won.dir_watch,
+            held: Held::Lock {
+                hold_until: Instant::now() + hold_for,
+            },
+            inst: self.inner.inst.clone(),
+        };
+        tokio::spawn(hold.run(control));
+        Ok(guard)
+    }
+}
+
+/// First pause after a failed campaign attempt (H2: 50 ms), doubled up to
+/// [`MAX_CAMPAIGN_PAUSE`].
+const FIRST_CAMPAIGN_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between campaign attempts (H2: 10 min, which left a service leaderless for
+/// minutes after an outage).
+const MAX_CAMPAIGN_PAUSE: Duration = Duration::from_secs(5);
+
+impl Election for ZkLockBackend {
+    async fn campaign(&self, id: LockId) -> Result<Leadership, SyncError> {
+        let dir = self.leader_path(&id);
+        let mut pause = FIRST_CAMPAIGN_PAUSE;
+        let won = loop {
+            match self.contend(dir.clone(), Vec::new(), None).await {
+                Ok(won) => break won,
+                Err(Lost::Failed(error)) if error.is_transient() => {
+                    tracing::warn!(%id, %error, ?pause, "leader campaign failed; standing again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_CAMPAIGN_PAUSE);
+                }
+                Err(Lost::Failed(error)) => return Err(error),
+                Err(Lost::Contended) => {}
+            }
+        };
+        metrics::count(&*self.inner.inst, metrics::LEADER_ELECTED);
+        let (leadership, control) = Leadership::new(id, token(won.node.czxid));
+        let hold = ZkHold {
+            session: won.session,
+            path: won.node.path,
+            epoch: won.epoch,
+            dir_watch: won.dir_watch,
+            held: Held::Leadership,
+            inst: self.inner.inst.clone(),
+        };
+        tokio::spawn(hold.run(control));
+        Ok(leadership)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_is_send_sync_and_cheap_to_clone() {
+        fn assert_bounds<T: Send + Sync + Clone + 'static>() {}
+        assert_bounds::<ZkLockBackend>();
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_before_connecting() {
+        let ns = Namespace::new("com.example").unwrap();
+        let builder = ZkLockBackend::builder("127.0.0.1:1", ns);
+        for (bad, field) in [
+            (
+                builder.clone().session_timeout(Duration::ZERO),
+                "session_timeout",
+            ),
+            (
+                builder.clone().connect_timeout(Duration::ZERO),
+                "connect_timeout",
+            ),
+            (builder.clone().suspension_grace(-0.5), "suspension_grace"),
+            (
+                builder.clone().suspension_grace(f64::NAN),
+                "suspension_grace",
+            ),
+        ] {
+            match bad.connect().await {
+                Err(SyncError::InvalidConfig { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{field}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+}
