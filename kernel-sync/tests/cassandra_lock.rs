@@ -64,36 +64,8 @@ async fn raw_session() -> Session {
 async fn eight_tasks_on_two_sessions_increment_a_counter_exactly() {
     let namespace = namespace();
     let sessions = [global_lock(&namespace).await, global_lock(&namespace).await];
-    let counter = Arc::new(std::sync::Mutex::new(0_u64));
-    let tokens = Arc::new(std::sync::Mutex::new(Vec::<FencingToken>::new()));
-    let mut tasks = Vec::new();
-    for task in 0..8 {
-        let backend = sessions[task % 2].clone();
-        let (counter, tokens) = (counter.clone(), tokens.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..50 {
-                let guard = backend
-                    .lock("counter")
-                    .wait_for(Duration::from_secs(120))
-                    .acquire()
-                    .await
-                    .unwrap();
-                tokens.lock().unwrap().push(guard.fencing_token());
-                let read = *counter.lock().unwrap();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                *counter.lock().unwrap() = read + 1;
-                guard.unlock().await.unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        within(Duration::from_secs(600), "400 lock cycles", task)
-            .await
-            .unwrap();
-    }
-    assert_eq!(*counter.lock().unwrap(), 400);
-    let tokens = tokens.lock().unwrap();
-    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    let (wait_for, bound) = (Duration::from_secs(120), Duration::from_secs(600));
+    support::eight_tasks_increment_a_counter(sessions, wait_for, bound).await;
 }
 
 /// Of two contenders, the second gets a typed contended error after `wait_for`, and once

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kernel_inst::MemoryInstrumenter;
-use kernel_sync::{
-    FencingToken, LockBackendExt, LockId, LossReason, Namespace, SyncError, ZkLockBackend,
-};
+use kernel_sync::{LockBackendExt, LockId, LossReason, Namespace, SyncError, ZkLockBackend};
 use support::{engine_address, unique_name, within};
 use zookeeper_client::{Acls, Client, CreateMode};
 
@@ -63,36 +61,8 @@ fn go_time(at: SystemTime) -> Vec<u8> {
 async fn eight_tasks_on_two_sessions_increment_a_counter_exactly() {
     let namespace = namespace();
     let sessions = [backend(&namespace).await, backend(&namespace).await];
-    let counter = Arc::new(std::sync::Mutex::new(0_u64));
-    let tokens = Arc::new(std::sync::Mutex::new(Vec::<FencingToken>::new()));
-    let mut tasks = Vec::new();
-    for task in 0..8 {
-        let backend = sessions[task % 2].clone();
-        let (counter, tokens) = (counter.clone(), tokens.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..50 {
-                let guard = backend
-                    .lock("counter")
-                    .wait_for(Duration::from_secs(60))
-                    .acquire()
-                    .await
-                    .unwrap();
-                tokens.lock().unwrap().push(guard.fencing_token());
-                let read = *counter.lock().unwrap();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                *counter.lock().unwrap() = read + 1;
-                guard.unlock().await.unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        within(Duration::from_secs(120), "400 lock cycles", task)
-            .await
-            .unwrap();
-    }
-    assert_eq!(*counter.lock().unwrap(), 400);
-    let tokens = tokens.lock().unwrap();
-    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    let (wait_for, bound) = (Duration::from_secs(60), Duration::from_secs(120));
+    support::eight_tasks_increment_a_counter(sessions, wait_for, bound).await;
 }
 
 /// The token is the holder node's creation zxid, and unlock removes the node at once.

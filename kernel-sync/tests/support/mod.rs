@@ -30,6 +30,49 @@ pub(crate) async fn within<T>(
         .unwrap_or_else(|_| panic!("{what}: not within {limit:?}"))
 }
 
+/// The mutual-exclusion check every backend passes: eight tasks spread over `sessions` each
+/// take the lock fifty times and increment a shared counter with a read-sleep-write. The count
+/// must come out exact and the fencing tokens seen inside the critical section must strictly
+/// increase.
+pub(crate) async fn eight_tasks_increment_a_counter<B>(
+    sessions: [B; 2],
+    wait_for: Duration,
+    bound: Duration,
+) where
+    B: kernel_sync::LockBackend + Clone,
+{
+    use kernel_sync::{FencingToken, LockBackendExt};
+
+    let counter = Arc::new(std::sync::Mutex::new(0_u64));
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::<FencingToken>::new()));
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let backend = sessions[task % 2].clone();
+        let (counter, tokens) = (counter.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let guard = backend
+                    .lock("counter")
+                    .wait_for(wait_for)
+                    .acquire()
+                    .await
+                    .unwrap();
+                tokens.lock().unwrap().push(guard.fencing_token());
+                let read = *counter.lock().unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                *counter.lock().unwrap() = read + 1;
+                guard.unlock().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        within(bound, "400 lock cycles", task).await.unwrap();
+    }
+    assert_eq!(*counter.lock().unwrap(), 400);
+    let tokens = tokens.lock().unwrap();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
 /// A TCP proxy in front of one upstream address. [`cut`](Proxy::cut) black-holes every
 /// connection, open and new: bytes are read and dropped, nothing is answered, nothing is
 /// closed, as a network partition looks to both ends. [`restore`](Proxy::restore) lets new
