@@ -9,14 +9,17 @@
 //!   awaits the next delivery. No confirms, no headers, no correlation map: the floor.
 //! - **kernel**: `Client::call` to a `Service` with one echo endpoint, both on
 //!   `AmqpTransport`: mandatory publishes with confirms, headers, deadlines, correlation.
+//! - **in_process** (for reference, no ratio): the same on the in-process broker, i.e. what
+//!   the kernel's own client and server cost without a network.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark, not a library
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use futures_util::StreamExt;
 use kernel::proto::examples::{HelloRequest, HelloResponse};
-use kernel::transport::AmqpTransport;
+use kernel::transport::{AmqpTransport, InProcessBroker, Transport};
 use kernel::{Client, Endpoint, Error, Request, Service};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
@@ -34,6 +37,7 @@ fn main() {
         .unwrap();
     let raw = runtime.block_on(RawEcho::start(&url));
     let kernel = runtime.block_on(KernelEcho::start(&url));
+    let embedded = runtime.block_on(KernelEcho::in_process());
 
     let mut criterion = Criterion::default()
         .configure_from_args()
@@ -54,6 +58,10 @@ fn main() {
                 .borrow_mut()
                 .insert(format!("kernel/{concurrency}"));
             b.iter_custom(|calls| runtime.block_on(kernel.run(calls, concurrency)));
+        });
+        // For reference (no ratio): the kernel on the in-process broker.
+        group.bench_function(format!("in_process/{concurrency}"), |b| {
+            b.iter_custom(|calls| runtime.block_on(embedded.run(calls, concurrency)));
         });
     }
     group.finish();
@@ -230,9 +238,22 @@ struct KernelEcho {
 }
 
 impl KernelEcho {
+    /// The echo service and a client, each on its own connection to the broker at `url`.
     async fn start(url: &str) -> Self {
+        let server_side = Arc::new(AmqpTransport::connect(url).await.unwrap());
+        let client_side = Arc::new(AmqpTransport::connect(url).await.unwrap());
+        Self::on(server_side, client_side).await
+    }
+
+    /// The same on the embedded in-process broker: what the kernel itself costs, no network.
+    async fn in_process() -> Self {
+        let broker = InProcessBroker::new();
+        Self::on(Arc::new(broker.connect()), Arc::new(broker.connect())).await
+    }
+
+    async fn on(server_side: Arc<dyn Transport>, client_side: Arc<dyn Transport>) -> Self {
         let service = kernel_testkit::unique("bench.kernel");
-        let server_client = Client::new(AmqpTransport::connect(url).await.unwrap());
+        let server_client = Client::new(server_side);
         let echo = |request: Request<HelloRequest>| async move {
             Ok::<_, Error>(HelloResponse {
                 greeting: request.into_message().name,
@@ -246,7 +267,7 @@ impl KernelEcho {
             .build()
             .unwrap();
         tokio::spawn(server.serve());
-        let client = Client::new(AmqpTransport::connect(url).await.unwrap());
+        let client = Client::new(client_side);
         // Wait until the service consumes (a call succeeds).
         let probe = HelloRequest {
             name: "probe".into(),
