@@ -42,11 +42,13 @@
 
 mod endpoint;
 mod handler;
+mod replies;
 mod request;
 mod service;
 
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
 pub use handler::Handler;
+pub use replies::{REPLY_CACHE_CAPACITY, REPLY_CACHE_TTL};
 pub use request::{Request, RequestContext};
 pub use service::{
     BuildError, DEFAULT_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT, Service, ServiceBuilder,

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Replies and error replies go to the request's `reply_to` with `correlation_id` = its
-//! message id; the delivery is acked after the reply is sent. Publications on a subscribed
+//! message id; the delivery is acked after the reply is sent. A retry (same message id and
+//! `reply_to`) is not run again: dropped while the first attempt runs, answered with the kept
+//! reply after (see `replies.rs`). Publications on a subscribed
 //! topic go to the subscribing endpoint; what it returns is only logged and counted.
 
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::codes;
 use crate::endpoint::{Endpoint, valid_name};
+use crate::replies::{ReplyCache, Seen};
 
 /// How many requests an instance holds at once unless told otherwise (the AMQP prefetch).
 pub const DEFAULT_CAPACITY: u16 = 100;
@@ -95,6 +98,7 @@ struct Inner {
     shutdown_timeout: Duration,
     client: Client,
     instrumenter: Arc<dyn Instrumenter>,
+    replies: ReplyCache,
 }
 
 /// Builds a [`Service`]; see [`Service::new`].
@@ -372,6 +376,7 @@ impl ServiceBuilder {
                 capacity: self.capacity,
                 shutdown_timeout: self.shutdown_timeout,
                 instrumenter,
+                replies: ReplyCache::new(),
             }),
         })
     }
@@ -426,20 +431,50 @@ async fn handle_request(inner: &Inner, delivery: Delivery) {
         tracing::debug!(message_id = %request.message_id, endpoint = %request.endpoint, "deadline passed before handling: dropped");
         inner.instrumenter.counter("server.dropped.expired", 1, 1.0);
     } else {
-        let started = Instant::now();
-        let outcome = dispatch(inner, &request).await;
-        let reply = answer(inner, &request, outcome, started.elapsed());
-        if request.reply_to.is_empty() {
-            tracing::debug!(message_id = %request.message_id, "request without reply_to: answer dropped");
-        } else if let Err(error) = transport
-            .send(Destination::Instance(&request.reply_to), reply)
-            .await
-        {
-            tracing::warn!(%error, message_id = %request.message_id, "could not send the reply");
+        match inner.replies.arrive(&request) {
+            Seen::First => {
+                let started = Instant::now();
+                let outcome = dispatch(inner, &request).await;
+                // "Overloaded" says: try again (elsewhere). A retry must be judged afresh,
+                // not answered from the cache.
+                let shed = matches!(&outcome, Err(e) if e.kind() == Kind::Overloaded);
+                let reply = answer(inner, &request, outcome, started.elapsed());
+                if shed {
+                    inner.replies.forget(&request);
+                } else {
+                    inner.replies.answered(&request, &reply);
+                }
+                send_reply(transport.as_ref(), &request, reply).await;
+            }
+            Seen::InFlight => {
+                tracing::debug!(message_id = %request.message_id, "retry while the first attempt runs: dropped");
+                inner.instrumenter.counter("server.retry.inflight", 1, 1.0);
+            }
+            Seen::Answered(reply) => {
+                tracing::debug!(message_id = %request.message_id, "retry of an answered request: reply sent again");
+                inner.instrumenter.counter("server.retry.answered", 1, 1.0);
+                send_reply(transport.as_ref(), &request, Envelope::clone(&reply)).await;
+            }
         }
     }
     if let Err(error) = acker.ack().await {
         tracing::warn!(%error, message_id = %request.message_id, "could not ack a request");
+    }
+}
+
+/// Sends a reply (or error reply) to the request's `reply_to`, if it has one.
+async fn send_reply(
+    transport: &dyn kernel_transport::Transport,
+    request: &Envelope,
+    reply: Envelope,
+) {
+    if request.reply_to.is_empty() {
+        tracing::debug!(message_id = %request.message_id, "request without reply_to: answer dropped");
+    } else if let Err(error) = transport
+        .send(Destination::Instance(&request.reply_to), reply)
+        .await
+    {
+        tracing::warn!(%error, message_id = %request.message_id, "could not send the reply");
     }
 }
 

@@ -393,32 +393,40 @@ pub async fn expired_request_is_not_executed(harness: impl Harness) {
     running.stop().await;
 }
 
-/// Attempt 1 times out, attempt 2 (same message id) is sent; the first invocation's reply,
-/// arriving during attempt 2, completes the call.
+/// Says when the server counts a counter: the signal the retry tests wait on.
+struct CounterSignal {
+    bucket: &'static str,
+    seen: Arc<Notify>,
+}
+
+impl kernel_inst::Instrumenter for CounterSignal {
+    fn counter(&self, bucket: &str, _delta: i64, _sample_rate: f64) {
+        if bucket == self.bucket {
+            self.seen.notify_one();
+        }
+    }
+
+    fn gauge(&self, _bucket: &str, _value: f64, _sample_rate: f64) {}
+
+    fn timing(&self, _bucket: &str, _elapsed: Duration, _sample_rate: f64) {}
+}
+
+/// Attempt 1 times out and attempt 2 (same message id) reaches the instance while the first
+/// still runs: the server drops the retry instead of running the handler again, and the first
+/// invocation's reply, arriving during attempt 2, completes the call.
 pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness) {
     let name = unique("slow");
     let invocations = Arc::new(AtomicUsize::new(0));
     let release_first = Arc::new(Notify::new());
-    let second_started = Arc::new(Notify::new());
     let handler = {
-        let (invocations, release_first, second_started) = (
-            Arc::clone(&invocations),
-            Arc::clone(&release_first),
-            Arc::clone(&second_started),
-        );
+        let (invocations, release_first) = (Arc::clone(&invocations), Arc::clone(&release_first));
         move |_: Request<HelloRequest>| {
-            let (invocations, release_first, second_started) = (
-                Arc::clone(&invocations),
-                Arc::clone(&release_first),
-                Arc::clone(&second_started),
-            );
+            let (invocations, release_first) =
+                (Arc::clone(&invocations), Arc::clone(&release_first));
             async move {
                 let n = invocations.fetch_add(1, Ordering::SeqCst) + 1;
                 if n == 1 {
                     release_first.notified().await;
-                } else {
-                    second_started.notify_one();
-                    std::future::pending::<()>().await;
                 }
                 Ok::<_, Error>(HelloResponse {
                     greeting: "hi".into(),
@@ -427,9 +435,14 @@ pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness)
             }
         }
     };
+    let retried = Arc::new(Notify::new());
+    let signal = CounterSignal {
+        bucket: "server.retry.inflight",
+        seen: Arc::clone(&retried),
+    };
     let service = Service::new(&name)
         .endpoint(Endpoint::new("hello", handler))
-        .shutdown_timeout(Duration::from_millis(100))
+        .instrumenter(Arc::new(signal))
         .client(&client(&harness).await)
         .build()
         .unwrap();
@@ -447,14 +460,43 @@ pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness)
                 .await
         })
     };
-    bounded(
-        "the second attempt to reach the handler",
-        second_started.notified(),
-    )
-    .await;
+    bounded("the second attempt to reach the server", retried.notified()).await;
     release_first.notify_one();
     let reply = bounded("the call", call).await.unwrap().unwrap();
     assert_eq!(reply.served_by, "invocation 1");
+    assert_eq!(
+        invocations.load(Ordering::SeqCst),
+        1,
+        "the retry ran the handler again"
+    );
+    running.stop().await;
+}
+
+/// A retry of a request that was already answered gets the same reply again; the handler
+/// does not run twice.
+pub async fn an_answered_request_retried_is_answered_from_the_cache(harness: impl Harness) {
+    let (service, seen, running, _) = greeter_and_client(&harness).await;
+    let transport = harness.connect().await;
+    let mut replies = transport.consume(Source::Instance).await.unwrap();
+    let payload = codec::encode(ContentType::Protobuf, &hello("once")).unwrap();
+    let mut request = Envelope::request(&service, "hello", ContentType::Protobuf, payload);
+    request.reply_to = transport.instance_queue().to_owned();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        transport
+            .send(Destination::Service(&service), request.clone())
+            .await
+            .unwrap();
+        let reply = bounded("a reply", replies.next()).await.unwrap().envelope;
+        assert_eq!(reply.correlation_id, request.message_id);
+        answers.push(reply.payload);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(
+        seen.hello.load(Ordering::SeqCst),
+        1,
+        "the retry ran the handler again"
+    );
     running.stop().await;
 }
 
@@ -629,7 +671,7 @@ macro_rules! conformance_suite {
             publication_reaches_two_services, json_and_protobuf, malformed_payload_is_bad_request,
             panicking_handler_then_next_call_succeeds, expired_request_is_not_executed,
             late_reply_to_attempt_one_completes_the_call, stray_reply_is_ignored,
-            heartbeat_to_an_instance_is_answered,
+            heartbeat_to_an_instance_is_answered, an_answered_request_retried_is_answered_from_the_cache,
             two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls);
     };
     (@cases $harness:expr; $($case:ident),*) => {
