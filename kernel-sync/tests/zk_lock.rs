@@ -44,6 +44,24 @@ async fn children(client: &Client, path: &str) -> Vec<String> {
     }
 }
 
+/// Another client's lock node under `path`: `<name>-lock-<sequence>` holding `data`, created
+/// the way any client of the recipe does. Returns the node's full path.
+async fn foreign_node(raw: &Client, path: &str, name: &str, data: &[u8]) -> String {
+    raw.mkdir(path, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
+        .await
+        .unwrap();
+    let prefix = format!("{path}/{name}-lock-");
+    let (_, sequence) = raw
+        .create(
+            &prefix,
+            data,
+            &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    format!("{prefix}{sequence}")
+}
+
 /// Go's binary time (version 1, UTC) for `at`, as H2 wrote lock expiries.
 fn go_time(at: SystemTime) -> Vec<u8> {
     let unix = at.duration_since(UNIX_EPOCH).unwrap();
@@ -154,18 +172,9 @@ async fn an_expired_node_of_another_client_is_reaped_after_its_hold_for() {
     let backend = backend(&namespace).await;
     let raw = raw_client().await;
     let path = backend.lock_path(&LockId::new("close").unwrap());
-    raw.mkdir(&path, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
-        .await
-        .unwrap();
     let expiry = go_time(SystemTime::now() + Duration::from_secs(2));
-    let (_, sequence) = raw
-        .create(
-            &format!("{path}/_c_0123456789abcdef0123456789abcdef-lock-"),
-            &expiry,
-            &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
-        )
-        .await
-        .unwrap();
+    let h2_name = "_c_0123456789abcdef0123456789abcdef";
+    let expired = foreign_node(&raw, &path, h2_name, &expiry).await;
     let guard = backend
         .lock("close")
         .wait_for(Duration::from_secs(20))
@@ -176,7 +185,7 @@ async fn an_expired_node_of_another_client_is_reaped_after_its_hold_for() {
     assert_eq!(
         left.len(),
         1,
-        "the expired node {sequence} was removed: {left:?}"
+        "the expired node {expired} was removed: {left:?}"
     );
     guard.unlock().await.unwrap();
 }
@@ -189,18 +198,8 @@ async fn another_client_of_the_recipe_excludes_ours() {
     let backend = backend(&namespace).await;
     let raw = raw_client().await;
     let path = backend.lock_path(&LockId::new("close").unwrap());
-    raw.mkdir(&path, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
-        .await
-        .unwrap();
-    let (_, sequence) = raw
-        .create(
-            &format!("{path}/_c_2f1c6b1e-8d1e-4a4e-9a7e-3c2b1a0f9e8d-lock-"),
-            b"10.0.0.7",
-            &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
-        )
-        .await
-        .unwrap();
-    let curator_node = format!("{path}/_c_2f1c6b1e-8d1e-4a4e-9a7e-3c2b1a0f9e8d-lock-{sequence}");
+    let curator_name = "_c_2f1c6b1e-8d1e-4a4e-9a7e-3c2b1a0f9e8d";
+    let curator_node = foreign_node(&raw, &path, curator_name, b"10.0.0.7").await;
     let error = backend
         .lock("close")
         .wait_for(Duration::from_millis(200))

@@ -4,8 +4,20 @@
 use std::time::Duration;
 
 use kernel_transport::{
-    ContentType, Destination, Envelope, InProcessBroker, Source, Transport, TransportError,
+    ContentType, Deliveries, Destination, Envelope, InProcessBroker, InProcessTransport, Source,
+    Transport, TransportError,
 };
+
+/// Consumes the work queue of the service `svc` with the given prefetch.
+async fn work_queue(transport: &InProcessTransport, capacity: u16) -> Deliveries {
+    transport
+        .consume(Source::Service {
+            name: "svc",
+            capacity,
+        })
+        .await
+        .unwrap()
+}
 
 fn request(service: &str, n: u8) -> Envelope {
     Envelope::request(service, "ep", ContentType::Protobuf, vec![n].into())
@@ -16,13 +28,7 @@ fn request(service: &str, n: u8) -> Envelope {
 async fn prefetch_bounds_unacked_deliveries() {
     let broker = InProcessBroker::new();
     let (server, client) = (broker.connect(), broker.connect());
-    let mut work = server
-        .consume(Source::Service {
-            name: "svc",
-            capacity: 2,
-        })
-        .await
-        .unwrap();
+    let mut work = work_queue(&server, 2).await;
     for n in 0..3 {
         client
             .send(Destination::Service("svc"), request("svc", n))
@@ -49,13 +55,7 @@ async fn prefetch_bounds_unacked_deliveries() {
 async fn rejected_deliveries_are_requeued() {
     let broker = InProcessBroker::new();
     let (server, client) = (broker.connect(), broker.connect());
-    let mut work = server
-        .consume(Source::Service {
-            name: "svc",
-            capacity: 1,
-        })
-        .await
-        .unwrap();
+    let mut work = work_queue(&server, 1).await;
     client
         .send(Destination::Service("svc"), request("svc", 7))
         .await
@@ -71,20 +71,8 @@ async fn rejected_deliveries_are_requeued() {
 async fn consumers_of_a_work_queue_compete() {
     let broker = InProcessBroker::new();
     let (a, b, client) = (broker.connect(), broker.connect(), broker.connect());
-    let mut work_a = a
-        .consume(Source::Service {
-            name: "svc",
-            capacity: 100,
-        })
-        .await
-        .unwrap();
-    let mut work_b = b
-        .consume(Source::Service {
-            name: "svc",
-            capacity: 100,
-        })
-        .await
-        .unwrap();
+    let mut work_a = work_queue(&a, 100).await;
+    let mut work_b = work_queue(&b, 100).await;
     for n in 0..10 {
         client
             .send(Destination::Service("svc"), request("svc", n))
@@ -110,13 +98,7 @@ async fn consumers_of_a_work_queue_compete() {
 async fn the_last_consumer_leaving_deletes_the_queue() {
     let broker = InProcessBroker::new();
     let (server, client) = (broker.connect(), broker.connect());
-    let work = server
-        .consume(Source::Service {
-            name: "svc",
-            capacity: 1,
-        })
-        .await
-        .unwrap();
+    let work = work_queue(&server, 1).await;
     client
         .send(Destination::Service("svc"), request("svc", 1))
         .await
@@ -198,13 +180,7 @@ async fn instance_queues_have_one_consumer_and_names_are_checked() {
 async fn unsettled_deliveries_return_to_the_queue() {
     let broker = InProcessBroker::new();
     let (server, client) = (broker.connect(), broker.connect());
-    let mut work = server
-        .consume(Source::Service {
-            name: "svc",
-            capacity: 1,
-        })
-        .await
-        .unwrap();
+    let mut work = work_queue(&server, 1).await;
     client
         .send(Destination::Service("svc"), request("svc", 9))
         .await
