@@ -94,14 +94,101 @@ async fn the_fencing_token_is_the_lock_nodes_czxid() {
     let guard = backend.lock("books/close").acquire().await.unwrap();
     let held = children(&raw, &path).await;
     assert_eq!(held.len(), 1, "{held:?}");
+    // The lock path did not exist: the fast path created it with our node as sequence 0.
     assert!(
-        held[0].starts_with("_c_") && held[0].contains("-lock-"),
+        held[0].starts_with("_c_") && held[0].ends_with("-lock-0000000000"),
         "{held:?}"
     );
     let (_, stat) = raw.get_data(&format!("{path}/{}", held[0])).await.unwrap();
     assert_eq!(guard.fencing_token().as_u64(), stat.czxid as u64);
     guard.unlock().await.unwrap();
     assert!(children(&raw, &path).await.is_empty());
+}
+
+/// An uncontended acquire on a used, empty lock path takes the fast path (our node alone, as
+/// sequence 0 of a fresh path), and clients of the standard recipe that come later queue
+/// behind it: their sequence is higher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_keeps_the_recipes_order_for_later_clients() {
+    let namespace = namespace();
+    let backend = backend(&namespace).await;
+    let other_session = self::backend(&namespace).await;
+    let raw = raw_client().await;
+    let path = backend.lock_path(&LockId::new("close").unwrap());
+    // A path another client has used (its child counter is past zero) and left empty.
+    let earlier = foreign_node(&raw, &path, "_c_0b7d", b"").await;
+    raw.delete(&earlier, None).await.unwrap();
+
+    let guard = backend.lock("close").acquire().await.unwrap();
+    let held = children(&raw, &path).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].ends_with("-lock-0000000000"), "{held:?}");
+    let (_, stat) = raw.get_data(&format!("{path}/{}", held[0])).await.unwrap();
+    assert_eq!(guard.fencing_token().as_u64(), stat.czxid as u64);
+
+    // A later client of the standard recipe gets a higher sequence: it waits behind us.
+    let (_, later) = raw
+        .create(
+            &format!("{path}/_c_9e3a-lock-"),
+            b"",
+            &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let later_node = format!("{path}/_c_9e3a-lock-{later}");
+    assert!(later.into_i64() > 0, "{later_node}");
+    let refused = other_session
+        .lock("close")
+        .wait_for(Duration::from_millis(200))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, SyncError::Contended { .. }),
+        "{refused:?}"
+    );
+
+    // After our release the later client holds, so ours is still refused…
+    guard.unlock().await.unwrap();
+    let refused = other_session
+        .lock("close")
+        .wait_for(Duration::from_millis(200))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, SyncError::Contended { .. }),
+        "{refused:?}"
+    );
+    // …until it releases too; then the lock is taken again, with a higher token.
+    raw.delete(&later_node, None).await.unwrap();
+    let next = other_session.lock("close").acquire().await.unwrap();
+    assert!(next.fencing_token().as_u64() > stat.czxid as u64);
+    next.unlock().await.unwrap();
+}
+
+/// A release whose delete finds the node already gone (deleted from outside before the
+/// holder heard of it) reports the loss instead of a clean release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlock_that_finds_its_node_gone_reports_the_loss() {
+    let namespace = namespace();
+    let backend = backend(&namespace).await;
+    let raw = raw_client().await;
+    let path = backend.lock_path(&LockId::new("close").unwrap());
+    let guard = backend.lock("close").acquire().await.unwrap();
+    let node = children(&raw, &path).await.remove(0);
+    raw.delete(&format!("{path}/{node}"), None).await.unwrap();
+    let error = guard.unlock().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SyncError::Lost {
+                reason: LossReason::Deleted,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 /// A contender that waits out `wait_for` gets a typed contended error and leaves no node.

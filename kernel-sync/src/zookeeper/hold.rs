@@ -9,13 +9,21 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{EventType, OneshotWatcher};
 
-use super::recipe::delete_until_gone;
+use super::DirUse;
+use super::recipe::{Removal, delete_until_gone};
 use super::session::ZkSession;
 use crate::metrics::{self, REGION_LOCK};
 use crate::{GuardControl, LossReason, SyncError};
 
 /// Pause before re-arming a watch that could not be set.
 const REWATCH_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long a holder without a watch from its winning listing (a fast-path win, or a win
+/// after waiting) holds before it sets a watch on its node. A watch is a read, and a read
+/// sent while the holder releases delays the release's delete; short holds skip it. A
+/// deletion by someone else within this time is reported when the watch is set (by then the
+/// node is found gone), or by the release, whose delete then finds no node.
+pub(crate) const WATCH_AFTER: Duration = Duration::from_millis(10);
 
 /// What is held: decides the metrics and whether there is a hold time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +41,17 @@ pub(crate) struct ZkHold {
     /// anyone joins or leaves, after which the node itself is watched.
     pub(crate) dir_watch: Option<OneshotWatcher>,
     pub(crate) held: Held,
+    /// This process's claim on the lock path, given up once our node is gone.
+    pub(crate) dir_use: Option<DirUse>,
     pub(crate) inst: Arc<dyn Instrumenter>,
 }
 
 impl ZkHold {
     pub(crate) async fn run(mut self, mut control: GuardControl) {
         let dir_watch = self.dir_watch.take();
+        // Given up once our node is gone, before a release is answered, so that the next
+        // acquire in this process may take the fast path.
+        let mut dir_use = self.dir_use.take();
         let hold_until = match self.held {
             Held::Lock { hold_until } => Some(hold_until),
             Held::Leadership => None,
@@ -65,7 +78,16 @@ impl ZkHold {
                 if self.held == Held::Leadership {
                     metrics::count(&*self.inst, metrics::LEADER_RESCINDED);
                 }
-                let released = self.remove_node().await;
+                let released = self.remove_node().await.map(|removal| {
+                    let reason = match removal {
+                        Removal::Removed => return,
+                        Removal::AlreadyGone => LossReason::Deleted,
+                        Removal::SessionEnded => LossReason::SessionExpired,
+                    };
+                    // Lost before the release reached the engine: the release answers `Lost`.
+                    self.report_loss(&control, reason);
+                });
+                drop(dir_use.take());
                 match request {
                     Some(reply) => reply.respond(released),
                     None => {
@@ -77,14 +99,7 @@ impl ZkHold {
                 control.release_requested().await
             }
             Err(reason) => {
-                if control.lose(reason) {
-                    tracing::warn!(path = %self.path, %reason, "lost a zookeeper lock or leadership");
-                    let bucket = match self.held {
-                        Held::Lock { .. } => REGION_LOCK.lost,
-                        Held::Leadership => metrics::LEADER_REMOTELY_RESCINDED,
-                    };
-                    metrics::count(&*self.inst, bucket);
-                }
+                self.report_loss(&control, reason);
                 // The node may still be there (suspended connection, hold time exceeded):
                 // remove it so that the next contender need not wait for the session to end.
                 if !matches!(reason, LossReason::Deleted | LossReason::SessionExpired)
@@ -92,6 +107,7 @@ impl ZkHold {
                 {
                     tracing::warn!(path = %self.path, %error, "could not remove a lost lock's node");
                 }
+                drop(dir_use.take());
                 control.release_requested().await
             }
         };
@@ -103,19 +119,35 @@ impl ZkHold {
         }
     }
 
-    async fn remove_node(&self) -> Result<(), SyncError> {
+    async fn remove_node(&self) -> Result<Removal, SyncError> {
         delete_until_gone(&self.session, &self.path).await
+    }
+
+    /// Fires the loss signal; the first report is logged and counted.
+    fn report_loss(&self, control: &GuardControl, reason: LossReason) {
+        if control.lose(reason) {
+            tracing::warn!(path = %self.path, %reason, "lost a zookeeper lock or leadership");
+            let bucket = match self.held {
+                Held::Lock { .. } => REGION_LOCK.lost,
+                Held::Leadership => metrics::LEADER_REMOTELY_RESCINDED,
+            };
+            metrics::count(&*self.inst, bucket);
+        }
     }
 
     /// Completes when our node is deleted (or the session ends), re-arming the watch after
     /// other events. Starts from the lock path's child watch if there is one: while nobody
-    /// else joins, holding costs no read.
+    /// else joins, holding costs no read. Without one, the first watch is set after
+    /// [`WATCH_AFTER`].
     async fn watch_node(&self, dir_watch: Option<OneshotWatcher>) -> LossReason {
-        if let Some(watch) = dir_watch {
-            let event = watch.changed().await;
-            if event.event_type == EventType::Session && event.session_state.is_terminated() {
-                return LossReason::SessionExpired;
+        match dir_watch {
+            Some(watch) => {
+                let event = watch.changed().await;
+                if event.event_type == EventType::Session && event.session_state.is_terminated() {
+                    return LossReason::SessionExpired;
+                }
             }
+            None => tokio::time::sleep(WATCH_AFTER).await,
         }
         loop {
             match self.session.client.check_and_watch_stat(&self.path).await {

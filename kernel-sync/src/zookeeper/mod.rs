@@ -5,8 +5,9 @@ mod hold;
 mod recipe;
 mod session;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use kernel_inst::{Instrumenter, NoopInstrumenter};
@@ -40,6 +41,11 @@ use crate::{
 ///   with its session alive.
 /// * The lock path's parents are container nodes, which ZooKeeper deletes once they are
 ///   empty (H2's reaper deleted them itself, racing with new lockers).
+/// * Uncontended, an acquire + release costs the two writes of a create and a delete: a
+///   contender that knows of no other holder or waiter in this backend first tries one
+///   transaction that replaces the empty lock path with a fresh one holding only its node
+///   (ZooKeeper refuses the delete if anyone holds or waits), so it holds without reading the
+///   path; later clients of the recipe still get higher sequences. See `docs/sync.md`.
 ///
 /// # Leaders
 /// [`leader(id)`](crate::ElectionExt::leader) uses the same recipe under
@@ -92,7 +98,45 @@ pub struct ZkLockBackend {
 struct Inner {
     sessions: Sessions,
     namespace: Namespace,
+    /// How many of this backend's contenders and holders use each lock path: a contender for
+    /// a path already in use here skips the fast path, which would fail.
+    in_use: Arc<Mutex<HashMap<String, usize>>>,
     inst: Arc<dyn Instrumenter>,
+}
+
+/// One contender's or holder's use of a lock path, counted in the backend's `in_use` until
+/// dropped.
+pub(crate) struct DirUse {
+    in_use: Arc<Mutex<HashMap<String, usize>>>,
+    dir: String,
+}
+
+impl DirUse {
+    /// Counts a use of `dir`; returns it and whether `dir` was in use already.
+    fn begin(in_use: &Arc<Mutex<HashMap<String, usize>>>, dir: &str) -> (DirUse, bool) {
+        let mut uses = in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = uses.entry(dir.to_owned()).or_default();
+        *count += 1;
+        let shared = *count > 1;
+        drop(uses);
+        let dir_use = DirUse {
+            in_use: in_use.clone(),
+            dir: dir.to_owned(),
+        };
+        (dir_use, shared)
+    }
+}
+
+impl Drop for DirUse {
+    fn drop(&mut self) {
+        let mut uses = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = uses.get_mut(&self.dir) {
+            *count -= 1;
+            if *count == 0 {
+                uses.remove(&self.dir);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for ZkLockBackend {
@@ -189,7 +233,8 @@ impl ZkLockBackend {
         // so that `wait_for = 0` still gets one try.
         let give_up =
             wait_until.map(|at| at.max(Instant::now() + session.client.session_timeout()));
-        let mut contender = Contender::new(session, dir, data, self.inner.inst.clone());
+        let (dir_use, shared) = DirUse::begin(&self.inner.in_use, &dir);
+        let mut contender = Contender::new(session, dir, data, !shared, self.inner.inst.clone());
         let run = contender.run(wait_until);
         let result = match give_up {
             Some(at) => tokio::time::timeout_at(at, run)
@@ -206,6 +251,7 @@ impl ZkLockBackend {
                     node,
                     epoch,
                     dir_watch,
+                    dir_use,
                 })
             }
             Err(outcome) => {
@@ -234,6 +280,7 @@ struct Won {
     node: recipe::OwnNode,
     epoch: tokio_util::sync::CancellationToken,
     dir_watch: Option<zookeeper_client::OneshotWatcher>,
+    dir_use: DirUse,
 }
 
 /// A contender's loss.
@@ -311,6 +358,7 @@ impl ZkLockBackendBuilder {
             inner: Arc::new(Inner {
                 sessions,
                 namespace: self.namespace,
+                in_use: Arc::default(),
                 inst: self.inst,
             }),
         })
@@ -359,6 +407,7 @@ impl LockBackend for ZkLockBackend {
             held: Held::Lock {
                 hold_until: Instant::now() + hold_for,
             },
+            dir_use: Some(won.dir_use),
             inst: self.inner.inst.clone(),
         };
         tokio::spawn(hold.run(control));
@@ -397,6 +446,7 @@ impl Election for ZkLockBackend {
             epoch: won.epoch,
             dir_watch: won.dir_watch,
             held: Held::Leadership,
+            dir_use: Some(won.dir_use),
             inst: self.inner.inst.clone(),
         };
         tokio::spawn(hold.run(control));
