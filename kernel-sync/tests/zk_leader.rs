@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kernel_sync::{ElectionExt, FencingToken, LockId, LossReason, Namespace, ZkLockBackend};
-use support::{Proxy, engine_address, unique_name, within};
+use kernel_testkit::Proxy;
+use support::{engine_address, unique_name, within};
 use tokio::sync::mpsc;
 use zookeeper_client::Client;
 

@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use kernel_sync::{ElectionExt, LockBackendExt, LossReason, Namespace, ZkLockBackend};
-use support::{Proxy, engine_address, unique_name, within};
+use kernel_testkit::Proxy;
+use support::{engine_address, unique_name, within};
 use tokio::sync::mpsc;
 
 const BOUND: Duration = Duration::from_secs(30);

@@ -1,5 +1,6 @@
 //! What the workspace's own tests share: where the real engines are, names no other test
-//! uses, and waits that fail with a message instead of hanging.
+//! uses, waits that fail with a message instead of hanging, and a TCP [`Proxy`] that injects
+//! network faults between a client and an engine.
 //!
 //! A dev-dependency of the crates whose tests talk to RabbitMQ, ZooKeeper or Cassandra; not
 //! published.
@@ -17,7 +18,14 @@
 #![doc(test(attr(deny(warnings))))]
 
 use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// The longest a single wait in a test may take before it fails the test.
 pub const BOUND: Duration = Duration::from_secs(20);
@@ -65,4 +73,149 @@ pub async fn bounded<T>(what: &str, future: impl IntoFuture<Output = T>) -> T {
     tokio::time::timeout(BOUND, future)
         .await
         .unwrap_or_else(|_| panic!("{what} did not happen within {BOUND:?}"))
+}
+
+/// A TCP proxy on a free loopback port in front of one upstream address, for fault tests.
+///
+/// * [`cut`](Proxy::cut) black-holes every connection, open and new: bytes are read and
+///   dropped, nothing is answered, nothing is closed, as a network partition looks to both
+///   ends. [`restore`](Proxy::restore) lets new connections through again (the black-holed
+///   ones stay dead).
+/// * [`reset`](Proxy::reset) closes every open connection at once, as a broker restart or a
+///   dropped link looks to the client; new connections go through.
+///
+/// Dropping the proxy stops accepting; connections already forwarded live on until an end
+/// closes them.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    state: Arc<watch::Sender<ProxyState>>,
+    accepted: Arc<AtomicUsize>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ProxyState {
+    cut: bool,
+    /// Bumped by every reset: connections opened under an older generation close.
+    generation: u64,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`host:port`) on `127.0.0.1`, on a free port.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port for the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let state = Arc::new(watch::Sender::new(ProxyState::default()));
+        let upstream = upstream.to_owned();
+        let accepting = Arc::downgrade(&state);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counting = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Some(state) = accepting.upgrade() else {
+                    return;
+                };
+                counting.fetch_add(1, Ordering::SeqCst);
+                let state = state.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if state.borrow().cut {
+                        black_hole(client).await;
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    forward(client, server, state).await;
+                });
+            }
+        });
+        Proxy {
+            addr,
+            state,
+            accepted,
+        }
+    }
+
+    /// How many connections the proxy has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The proxy's listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `127.0.0.1:<port>`, for a client's connect string.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Black-holes every connection, open and new.
+    pub fn cut(&self) {
+        self.state.send_modify(|state| state.cut = true);
+    }
+
+    /// Lets new connections through again.
+    pub fn restore(&self) {
+        self.state.send_modify(|state| state.cut = false);
+    }
+
+    /// Closes every open connection now; new ones go through (unless cut).
+    pub fn reset(&self) {
+        self.state.send_modify(|state| state.generation += 1);
+    }
+}
+
+/// Copies both ways until cut (then reads and drops everything, holding both sockets open) or
+/// reset (then closes both).
+async fn forward(client: TcpStream, server: TcpStream, mut state: watch::Receiver<ProxyState>) {
+    let generation = state.borrow_and_update().generation;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let pump = async {
+        let mut up = [0_u8; 8192];
+        let mut down = [0_u8; 8192];
+        loop {
+            tokio::select! {
+                read = client_read.read(&mut up) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => if server_write.write_all(&up[..n]).await.is_err() { return },
+                },
+                read = server_read.read(&mut down) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => if client_write.write_all(&down[..n]).await.is_err() { return },
+                },
+            }
+        }
+    };
+    let fault = state.wait_for(|state| state.cut || state.generation != generation);
+    let cut = tokio::select! {
+        () = pump => return,
+        fault = fault => fault.map(|state| state.cut && state.generation == generation),
+    };
+    if !matches!(cut, Ok(true)) {
+        return; // reset (or the proxy is gone): dropping the halves closes both connections
+    }
+    let (mut up, mut down) = ([0_u8; 8192], [0_u8; 8192]);
+    loop {
+        tokio::select! {
+            read = client_read.read(&mut up) => if matches!(read, Ok(0) | Err(_)) { break },
+            read = server_read.read(&mut down) => if matches!(read, Ok(0) | Err(_)) { break },
+        }
+    }
+    // Keep the write halves (and so the connections) open until both ends give up.
+    drop((client_write, server_write));
+}
+
+/// Accepts bytes and never answers.
+async fn black_hole(mut client: TcpStream) {
+    let mut sink = [0_u8; 8192];
+    while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
 }

@@ -1,0 +1,199 @@
+//! Network faults between a process and RabbitMQ (real broker from `cargo xtask services up`,
+//! reached through a loopback proxy that can drop or black-hole the connection): a call never
+//! outlives its deadline, and clients and services recover once the broker is reachable again.
+#![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
+
+#[macro_use]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kernel_client::Client;
+use kernel_errors::{Error, Kind};
+use kernel_proto::examples::{HelloRequest, HelloResponse};
+use kernel_server::{Endpoint, Request, Service};
+use kernel_testkit::Proxy;
+use kernel_transport::AmqpTransport;
+use tokio::sync::Notify;
+
+/// How long the tests' calls may take in all.
+const DEADLINE: Duration = Duration::from_secs(8);
+/// Room for the runtime beyond a deadline before a test calls it a hang.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// The broker's URL, and a proxy in front of it with the URL that goes through the proxy.
+async fn proxied_broker() -> (String, Proxy, String) {
+    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
+    let authority = url
+        .split_once("@")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.split('/').next())
+        .expect("amqp://user:password@host:port/vhost");
+    let proxy = Proxy::start(authority).await;
+    let through_proxy = url.replacen(authority, &proxy.address(), 1);
+    (url, proxy, through_proxy)
+}
+
+async fn client_on(url: &str) -> Client {
+    let transport = AmqpTransport::connect(url).await.unwrap();
+    Client::builder(Arc::new(transport))
+        .from("test.caller")
+        .deadline(DEADLINE)
+        .attempt_timeout(Duration::from_secs(2))
+        .attempts(3)
+        .build()
+        .unwrap()
+}
+
+/// A service whose `hello` tells `started` when it begins and answers after `pause`.
+fn slow_greeter(
+    name: &str,
+    started: Arc<Notify>,
+    pause: Duration,
+    count: Arc<AtomicUsize>,
+) -> kernel_server::ServiceBuilder {
+    let hello = move |request: Request<HelloRequest>| {
+        let (started, count) = (Arc::clone(&started), Arc::clone(&count));
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            started.notify_one();
+            tokio::time::sleep(pause).await;
+            Ok::<_, Error>(HelloResponse {
+                greeting: format!("hello, {}", request.message().name),
+                served_by: String::new(),
+            })
+        }
+    };
+    Service::new(name).endpoint(Endpoint::new("hello", hello))
+}
+
+fn hello(name: &str) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
+    }
+}
+
+/// The client's connection drops while its call is being handled: the call still ends within
+/// its deadline, and once the client has reconnected, calls succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_connection_drops_mid_call_ends_it_in_time_and_recovers() {
+    let (direct, proxy, proxied) = proxied_broker().await;
+    let name = support::unique("faults.client");
+    let started = Arc::new(Notify::new());
+    let count = Arc::new(AtomicUsize::new(0));
+    let server_side = client_on(&direct).await;
+    let service = slow_greeter(
+        &name,
+        Arc::clone(&started),
+        Duration::from_millis(300),
+        Arc::clone(&count),
+    )
+    .client(&server_side)
+    .build()
+    .unwrap();
+    let running = support::serve(service).await;
+    let client = client_on(&proxied).await;
+
+    let call = {
+        let (client, name) = (client.clone(), name.clone());
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let outcome = client
+                .call::<_, HelloResponse>(&name, "hello", &hello("ada"))
+                .await;
+            (outcome, started.elapsed())
+        })
+    };
+    support::bounded("the handler to start", started.notified()).await;
+    proxy.reset();
+    let (outcome, took) = tokio::time::timeout(DEADLINE + MARGIN, call)
+        .await
+        .expect("the call outlived its deadline")
+        .unwrap();
+    // The reply reaches the re-declared instance queue, or a retry (same message id) is
+    // answered from the service's reply cache: either way the call succeeds, handled once.
+    let reply = outcome.unwrap_or_else(|error| panic!("after {took:?}: {error:?}"));
+    assert_eq!(reply.greeting, "hello, ada");
+    assert_eq!(count.load(Ordering::SeqCst), 1, "the request ran once");
+
+    let again: HelloResponse = client.call(&name, "hello", &hello("bob")).await.unwrap();
+    assert_eq!(again.greeting, "hello, bob");
+    assert!(
+        proxy.connections() >= 2,
+        "the client reconnected through the proxy"
+    );
+    running.stop().await;
+}
+
+/// A black-holed connection (a partition: nothing answered, nothing closed) fails a call by its
+/// deadline instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_client_fails_its_call_by_the_deadline() {
+    let (direct, proxy, proxied) = proxied_broker().await;
+    let name = support::unique("faults.partition");
+    let server_side = client_on(&direct).await;
+    let service = slow_greeter(
+        &name,
+        Arc::new(Notify::new()),
+        Duration::ZERO,
+        Arc::default(),
+    )
+    .client(&server_side)
+    .build()
+    .unwrap();
+    let running = support::serve(service).await;
+    let client = client_on(&proxied).await;
+    let _: HelloResponse = client.call(&name, "hello", &hello("before")).await.unwrap();
+
+    proxy.cut();
+    let deadline = Duration::from_secs(1);
+    let started = tokio::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        deadline + MARGIN,
+        client
+            .call::<_, HelloResponse>(&name, "hello", &hello("during"))
+            .deadline(deadline),
+    )
+    .await
+    .expect("the call outlived its deadline");
+    let error = outcome.unwrap_err();
+    assert!(started.elapsed() < deadline + MARGIN);
+    assert!(
+        matches!(error.kind(), Kind::Timeout | Kind::ConnectionLost),
+        "{error:?}"
+    );
+    running.stop().await;
+}
+
+/// The service's connection drops: it reconnects and serves again, without being restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_connection_drops_serves_again() {
+    let (direct, proxy, proxied) = proxied_broker().await;
+    let name = support::unique("faults.service");
+    let count = Arc::new(AtomicUsize::new(0));
+    let server_side = client_on(&proxied).await;
+    let service = slow_greeter(
+        &name,
+        Arc::new(Notify::new()),
+        Duration::ZERO,
+        Arc::clone(&count),
+    )
+    .client(&server_side)
+    .build()
+    .unwrap();
+    let running = support::serve(service).await;
+    let client = client_on(&direct).await;
+    let _: HelloResponse = client.call(&name, "hello", &hello("before")).await.unwrap();
+
+    proxy.reset();
+    // The client's attempts and deadline cover the service's reconnection.
+    let again: HelloResponse = client.call(&name, "hello", &hello("after")).await.unwrap();
+    assert_eq!(again.greeting, "hello, after");
+    assert!(
+        proxy.connections() >= 2,
+        "the service reconnected through the proxy"
+    );
+    running.stop().await;
+}
