@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kernel_inst::MemoryInstrumenter;
 use kernel_sync::{LockBackendExt, LockId, LossReason, Namespace, SyncError, ZkLockBackend};
 use support::{engine_address, unique_name, within};
-use zookeeper_client::{Acls, Client, CreateMode};
+use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Permission};
 
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -165,6 +165,41 @@ async fn the_fast_path_keeps_the_recipes_order_for_later_clients() {
     let next = other_session.lock("close").acquire().await.unwrap();
     assert!(next.fencing_token().as_u64() > stat.czxid as u64);
     next.unlock().await.unwrap();
+}
+
+/// Where the namespace forbids deleting lock paths, the fast path is refused and the standard
+/// recipe takes over: locking still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_that_forbids_deleting_lock_paths_still_locks() {
+    let namespace = namespace();
+    let raw = raw_client().await;
+    let no_delete = [Acl::new(
+        Permission::READ | Permission::WRITE | Permission::CREATE | Permission::ADMIN,
+        AuthId::anyone(),
+    )];
+    raw.create(
+        &format!("/{namespace}"),
+        b"",
+        &CreateMode::Persistent.with_acls(Acls::new(&no_delete)),
+    )
+    .await
+    .unwrap();
+    let backend = backend(&namespace).await;
+    let path = backend.lock_path(&LockId::new("close").unwrap());
+    let mut names = Vec::new();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let guard = backend.lock("close").acquire().await.unwrap();
+        names.push(children(&raw, &path).await.remove(0));
+        tokens.push(guard.fencing_token());
+        guard.unlock().await.unwrap();
+    }
+    // The first acquire created the missing lock path with its node (no delete needed); the
+    // next ones could not replace the path and took the standard recipe's sequences.
+    assert!(names[0].ends_with("-lock-0000000000"), "{names:?}");
+    assert!(names[1].ends_with("-lock-0000000001"), "{names:?}");
+    assert!(names[2].ends_with("-lock-0000000002"), "{names:?}");
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
 }
 
 /// A release whose delete finds the node already gone (deleted from outside before the

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{EventType, OneshotWatcher};
 
-use super::DirUse;
+use super::PathUse;
 use super::recipe::{Removal, delete_until_gone};
 use super::session::ZkSession;
 use crate::metrics::{self, REGION_LOCK};
@@ -18,8 +18,8 @@ use crate::{GuardControl, LossReason, SyncError};
 /// Pause before re-arming a watch that could not be set.
 const REWATCH_PAUSE: Duration = Duration::from_millis(50);
 
-/// How long a holder without a watch from its winning listing (a fast-path win, or a win
-/// after waiting) holds before it sets a watch on its node. A watch is a read, and a read
+/// How long a holder that won by the fast path (so without a watch from a listing) holds
+/// before it sets a watch on its node. A watch is a read, and a read
 /// sent while the holder releases delays the release's delete; short holds skip it. A
 /// deletion by someone else within this time is reported when the watch is set (by then the
 /// node is found gone), or by the release, whose delete then finds no node.
@@ -41,8 +41,10 @@ pub(crate) struct ZkHold {
     /// anyone joins or leaves, after which the node itself is watched.
     pub(crate) dir_watch: Option<OneshotWatcher>,
     pub(crate) held: Held,
-    /// This process's claim on the lock path, given up once our node is gone.
-    pub(crate) dir_use: Option<DirUse>,
+    /// Won by the fast path, with no watch: the first watch is set after [`WATCH_AFTER`].
+    pub(crate) defer_watch: bool,
+    /// This backend's use of the lock path, given up once our node is gone.
+    pub(crate) path_use: Option<PathUse>,
     pub(crate) inst: Arc<dyn Instrumenter>,
 }
 
@@ -51,7 +53,7 @@ impl ZkHold {
         let dir_watch = self.dir_watch.take();
         // Given up once our node is gone, before a release is answered, so that the next
         // acquire in this process may take the fast path.
-        let mut dir_use = self.dir_use.take();
+        let mut path_use = self.path_use.take();
         let hold_until = match self.held {
             Held::Lock { hold_until } => Some(hold_until),
             Held::Leadership => None,
@@ -87,7 +89,7 @@ impl ZkHold {
                     // Lost before the release reached the engine: the release answers `Lost`.
                     self.report_loss(&control, reason);
                 });
-                drop(dir_use.take());
+                drop(path_use.take());
                 match request {
                     Some(reply) => reply.respond(released),
                     None => {
@@ -107,7 +109,7 @@ impl ZkHold {
                 {
                     tracing::warn!(path = %self.path, %error, "could not remove a lost lock's node");
                 }
-                drop(dir_use.take());
+                drop(path_use.take());
                 control.release_requested().await
             }
         };
@@ -137,7 +139,7 @@ impl ZkHold {
 
     /// Completes when our node is deleted (or the session ends), re-arming the watch after
     /// other events. Starts from the lock path's child watch if there is one: while nobody
-    /// else joins, holding costs no read. Without one, the first watch is set after
+    /// else joins, holding costs no read. After a fast-path win the first watch is set after
     /// [`WATCH_AFTER`].
     async fn watch_node(&self, dir_watch: Option<OneshotWatcher>) -> LossReason {
         match dir_watch {
@@ -147,7 +149,8 @@ impl ZkHold {
                     return LossReason::SessionExpired;
                 }
             }
-            None => tokio::time::sleep(WATCH_AFTER).await,
+            None if self.defer_watch => tokio::time::sleep(WATCH_AFTER).await,
+            None => {}
         }
         loop {
             match self.session.client.check_and_watch_stat(&self.path).await {

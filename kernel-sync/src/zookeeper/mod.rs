@@ -7,6 +7,7 @@ mod session;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -98,38 +99,71 @@ pub struct ZkLockBackend {
 struct Inner {
     sessions: Sessions,
     namespace: Namespace,
-    /// How many of this backend's contenders and holders use each lock path: a contender for
-    /// a path already in use here skips the fast path, which would fail.
-    in_use: Arc<Mutex<HashMap<String, usize>>>,
+    /// What this backend knows of its lock paths, for the fast path.
+    paths: Arc<LockPaths>,
     inst: Arc<dyn Instrumenter>,
 }
 
-/// One contender's or holder's use of a lock path, counted in the backend's `in_use` until
-/// dropped.
-pub(crate) struct DirUse {
-    in_use: Arc<Mutex<HashMap<String, usize>>>,
-    dir: String,
+/// What a backend knows of its lock paths: how many of its own contenders and holders use
+/// each (a contender for a path already in use here would fail the fast path), and whether
+/// the server refused the fast path for good (no delete right on a namespace, no containers
+/// or transactions): then no contender tries it again.
+#[derive(Debug, Default)]
+pub(crate) struct LockPaths {
+    in_use: Mutex<HashMap<String, usize>>,
+    fast_path_refused: AtomicBool,
 }
 
-impl DirUse {
-    /// Counts a use of `dir`; returns it and whether `dir` was in use already.
-    fn begin(in_use: &Arc<Mutex<HashMap<String, usize>>>, dir: &str) -> (DirUse, bool) {
-        let mut uses = in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = uses.entry(dir.to_owned()).or_default();
+/// One contender's or holder's use of a lock path, counted until dropped: dropped once its
+/// node is gone.
+#[derive(Debug)]
+pub(crate) struct PathUse {
+    paths: Arc<LockPaths>,
+    dir: String,
+    fast_path: bool,
+}
+
+impl PathUse {
+    /// Counts a use of `dir`.
+    fn begin(paths: &Arc<LockPaths>, dir: String) -> PathUse {
+        let mut uses = paths.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = uses.entry(dir.clone()).or_default();
         *count += 1;
-        let shared = *count > 1;
+        let alone = *count == 1;
         drop(uses);
-        let dir_use = DirUse {
-            in_use: in_use.clone(),
-            dir: dir.to_owned(),
-        };
-        (dir_use, shared)
+        PathUse {
+            fast_path: alone && !paths.fast_path_refused.load(Ordering::Relaxed),
+            paths: paths.clone(),
+            dir,
+        }
+    }
+
+    /// The lock path.
+    pub(crate) fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// Whether to try the fast path: nothing else of this backend uses the path, and the
+    /// server has not refused the fast path for good.
+    pub(crate) fn fast_path(&self) -> bool {
+        self.fast_path
+    }
+
+    /// The server refused the fast path in a way retrying does not change.
+    pub(crate) fn refuse_fast_path(&self) {
+        if !self.paths.fast_path_refused.swap(true, Ordering::Relaxed) {
+            tracing::info!(dir = %self.dir, "zookeeper refused the uncontended fast path; using the standard recipe only");
+        }
     }
 }
 
-impl Drop for DirUse {
+impl Drop for PathUse {
     fn drop(&mut self) {
-        let mut uses = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut uses = self
+            .paths
+            .in_use
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = uses.get_mut(&self.dir) {
             *count -= 1;
             if *count == 0 {
@@ -233,8 +267,8 @@ impl ZkLockBackend {
         // so that `wait_for = 0` still gets one try.
         let give_up =
             wait_until.map(|at| at.max(Instant::now() + session.client.session_timeout()));
-        let (dir_use, shared) = DirUse::begin(&self.inner.in_use, &dir);
-        let mut contender = Contender::new(session, dir, data, !shared, self.inner.inst.clone());
+        let path_use = PathUse::begin(&self.inner.paths, dir);
+        let mut contender = Contender::new(session, path_use, data, self.inner.inst.clone());
         let run = contender.run(wait_until);
         let result = match give_up {
             Some(at) => tokio::time::timeout_at(at, run)
@@ -245,13 +279,13 @@ impl ZkLockBackend {
         match result {
             Ok((node, epoch, dir_watch)) => {
                 let session = contender.session.clone();
-                contender.disarm();
+                let path_use = contender.disarm();
                 Ok(Won {
                     session,
                     node,
                     epoch,
                     dir_watch,
-                    dir_use,
+                    path_use,
                 })
             }
             Err(outcome) => {
@@ -280,7 +314,7 @@ struct Won {
     node: recipe::OwnNode,
     epoch: tokio_util::sync::CancellationToken,
     dir_watch: Option<zookeeper_client::OneshotWatcher>,
-    dir_use: DirUse,
+    path_use: Option<PathUse>,
 }
 
 /// A contender's loss.
@@ -358,7 +392,7 @@ impl ZkLockBackendBuilder {
             inner: Arc::new(Inner {
                 sessions,
                 namespace: self.namespace,
-                in_use: Arc::default(),
+                paths: Arc::default(),
                 inst: self.inst,
             }),
         })
@@ -407,7 +441,8 @@ impl LockBackend for ZkLockBackend {
             held: Held::Lock {
                 hold_until: Instant::now() + hold_for,
             },
-            dir_use: Some(won.dir_use),
+            defer_watch: won.node.alone,
+            path_use: won.path_use,
             inst: self.inner.inst.clone(),
         };
         tokio::spawn(hold.run(control));
@@ -446,7 +481,8 @@ impl Election for ZkLockBackend {
             epoch: won.epoch,
             dir_watch: won.dir_watch,
             held: Held::Leadership,
-            dir_use: Some(won.dir_use),
+            defer_watch: won.node.alone,
+            path_use: won.path_use,
             inst: self.inner.inst.clone(),
         };
         tokio::spawn(hold.run(control));

@@ -13,17 +13,18 @@
 //!
 //! **The uncontended fast path.** The standard recipe needs a read after the create (the
 //! listing that tells the creator whether its node is the lowest), which costs a cycle of an
-//! uncontended lock about a fifth of its time. A contender that knows of no other holder in
-//! its process first tries one transaction that replaces the *empty* lock path with a fresh
-//! container holding only its node: `multi(delete(dir), create(dir), create(dir/<name>-lock-
-//! 0000000000))`. The delete fails unless the path has no children, so the transaction applies
-//! only when nobody holds or waits, and then our node is the only child: it holds, with no
-//! read. Anyone who comes after gets a higher sequence (the fresh path's child counter already
-//! counts our node), so the recipe's order is kept for Curator's and H2's clients too. If the
-//! path does not exist the transaction is sent once more without the delete; any other failure
-//! (the path has children, an ACL, an old server) takes the standard path. A failed
-//! transaction is still a logged write, so a contender that knows its process already holds
-//! or waits for the lock skips the fast path.
+//! uncontended lock about a fifth of its time. A contender whose backend has no other
+//! contender or holder on the lock path first tries one transaction that replaces the *empty*
+//! lock path with a fresh container holding only its node: `multi(delete(dir), create(dir),
+//! create(dir/<name>-lock-0000000000))`. The delete fails unless the path has no children, so
+//! the transaction applies only when nobody holds or waits, and then our node is the only
+//! child: it holds, with no read. Anyone who comes after gets a higher sequence (the fresh
+//! path's child counter already counts our node), so the recipe's order is kept for Curator's
+//! and H2's clients too. If the path does not exist the transaction is sent once more without
+//! the delete. A refusal that would repeat (no delete right on the namespace, a server without
+//! transactions or containers) turns the fast path off for the backend; any other refusal (the
+//! path has children) takes the standard path for this attempt. A refused transaction is still
+//! a logged write, which is why a contender whose backend already uses the path skips it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,7 @@ use zookeeper_client::{
     Acls, CreateMode, EventType, MultiWriteError, MultiWriteResult, OneshotWatcher, Stat,
 };
 
+use super::PathUse;
 use super::gotime;
 use super::session::ZkSession;
 use crate::SyncError;
@@ -55,6 +57,8 @@ pub(crate) struct OwnNode {
     pub(crate) path: String,
     name: String,
     pub(crate) czxid: i64,
+    /// Created by the fast path, alone under the lock path.
+    pub(crate) alone: bool,
 }
 
 /// One attempt at a lock or leadership: creates our node, waits for our turn, and removes
@@ -62,6 +66,9 @@ pub(crate) struct OwnNode {
 pub(crate) struct Contender {
     pub(crate) session: Arc<ZkSession>,
     dir: String,
+    /// The backend's count of this use of the lock path; handed to the holder on a win, or
+    /// to the clean-up that removes our node.
+    path_use: Option<PathUse>,
     /// `_c_<uuid>-lock-`: our node's name before ZooKeeper appends the sequence.
     name_prefix: String,
     data: Vec<u8>,
@@ -149,19 +156,20 @@ pub(crate) fn is_connection_loss(error: &zookeeper_client::Error) -> bool {
 }
 
 impl Contender {
-    /// A contender for the lock path `dir`, whose node will carry `data`. `fast_path` says
-    /// whether to try the uncontended fast path first (see the module docs).
+    /// A contender for the lock path of `path_use`, whose node will carry `data`; it tries
+    /// the fast path first if `path_use` says so (see the module docs).
     pub(crate) fn new(
         session: Arc<ZkSession>,
-        dir: String,
+        path_use: PathUse,
         data: Vec<u8>,
-        fast_path: bool,
         inst: Arc<dyn kernel_inst::Instrumenter>,
     ) -> Self {
         let name_prefix = format!("_c_{}-{LOCK_MARKER}", uuid::Uuid::new_v4());
         Contender {
             session,
-            dir,
+            dir: path_use.dir().to_owned(),
+            fast_path: path_use.fast_path(),
+            path_use: Some(path_use),
             name_prefix,
             data,
             node: None,
@@ -170,7 +178,6 @@ impl Contender {
             armed: true,
             saw_holder: false,
             last_error: None,
-            fast_path,
             inst,
         }
     }
@@ -215,7 +222,8 @@ impl Contender {
                         }
                     },
                 };
-                let nodes = lock_children(listed);
+                let mut nodes = lock_children(listed);
+                self.remove_orphans(&mut nodes, &own).await;
                 let Some(position) = nodes.iter().position(|n| n.name == own.name) else {
                     // Our node is gone (deleted by someone who thought it expired, or by an
                     // operator) while we waited: start again with a new one.
@@ -237,6 +245,30 @@ impl Contender {
                 }
                 let predecessor = format!("{}/{}", self.dir, nodes[position - 1].name);
                 self.wait_for_predecessor(&predecessor, deadline).await?;
+            }
+        }
+    }
+
+    /// Removes, from the server and from `nodes`, any node of ours but `own`: a create whose
+    /// answer was lost and that applied after we looked for it would otherwise queue us
+    /// behind ourselves.
+    async fn remove_orphans(&self, nodes: &mut Vec<Child>, own: &OwnNode) {
+        let is_orphan = |child: &Child| {
+            child.name != own.name && child.name.starts_with(self.name_prefix.as_str())
+        };
+        let orphans: Vec<String> = nodes
+            .iter()
+            .filter(|c| is_orphan(c))
+            .map(|c| format!("{}/{}", self.dir, c.name))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        nodes.retain(|c| !is_orphan(c));
+        for orphan in orphans {
+            tracing::info!(node = %orphan, "removing an earlier node of this contender");
+            if let Err(error) = delete_until_gone(&self.session, &orphan).await {
+                tracing::warn!(node = %orphan, %error, "could not remove an earlier node of this contender");
             }
         }
     }
@@ -349,6 +381,7 @@ impl Contender {
                         path: format!("{}/{name}", self.dir),
                         name,
                         czxid: stat.czxid,
+                        alone: false,
                     });
                     return Ok(listed.ok());
                 }
@@ -418,24 +451,53 @@ impl Contender {
                         path,
                         name: name.clone(),
                         czxid,
+                        alone: true,
                     });
                     return Ok(FastPath::Took(Some(vec![name])));
                 }
+                // The lock path does not exist: create it with our node.
                 Err(MultiWriteError::OperationFailed {
                     index: 0,
                     source: zookeeper_client::Error::NoNode,
                 }) if replace => {}
-                Err(MultiWriteError::RequestFailed { source }) if is_connection_loss(&source) => {
-                    self.last_error = Some(source);
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    return self.took_after_lost_answer().await;
+                // Refused, and it would be again: no delete right on the namespace, or a server
+                // without transactions or containers.
+                Err(
+                    MultiWriteError::OperationFailed {
+                        source:
+                            zookeeper_client::Error::NoAuth
+                            | zookeeper_client::Error::Unimplemented
+                            | zookeeper_client::Error::MarshallingError,
+                        ..
+                    }
+                    | MultiWriteError::RequestFailed {
+                        source:
+                            zookeeper_client::Error::NoAuth
+                            | zookeeper_client::Error::Unimplemented
+                            | zookeeper_client::Error::MarshallingError,
+                    },
+                ) => {
+                    if let Some(path_use) = &self.path_use {
+                        path_use.refuse_fast_path();
+                    }
+                    return Ok(FastPath::Declined);
                 }
+                // Refused this time (the path has children; another contender created it).
+                Err(MultiWriteError::OperationFailed { .. }) => return Ok(FastPath::Declined),
                 Err(MultiWriteError::RequestFailed {
                     source:
                         error @ (zookeeper_client::Error::SessionExpired
                         | zookeeper_client::Error::ClientClosed),
                 }) => return Err(Outcome::Failed(zk_error("create the lock node", error))),
-                Err(_) => return Ok(FastPath::Declined),
+                // No answer we can read (a lost connection, or one the client could not
+                // decode): the transaction may have applied.
+                Err(MultiWriteError::RequestFailed { source }) => {
+                    if is_connection_loss(&source) {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    self.last_error = Some(source);
+                    return self.took_after_lost_answer().await;
+                }
             }
         }
         Ok(FastPath::Declined)
@@ -452,10 +514,20 @@ impl Contender {
         })
     }
 
-    /// Finds our node by its uuid after a create whose answer was lost.
+    /// Finds our node by its uuid after a create whose answer was lost. The server we are
+    /// connected to is brought up to date first (`sync`), so that a create it has not yet
+    /// applied is not missed; an orphan that still appears later is removed by
+    /// [`remove_orphans`](Contender::remove_orphans).
     async fn find_own(&mut self) -> Result<Option<OwnNode>, Outcome> {
         let client = &self.session.client;
         loop {
+            if let Err(error) = client.sync(&self.dir).await
+                && is_connection_loss(&error)
+            {
+                self.last_error = Some(error);
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
             let children = match client.list_children(&self.dir).await {
                 Ok(children) => children,
                 Err(zookeeper_client::Error::NoNode) => return Ok(None),
@@ -479,6 +551,7 @@ impl Contender {
                         path,
                         name,
                         czxid: stat.czxid,
+                        alone: false,
                     }));
                 }
                 Ok(None) => return Ok(None),
@@ -491,9 +564,11 @@ impl Contender {
         }
     }
 
-    /// Hands the node over to its holder: dropping the contender no longer removes it.
-    pub(crate) fn disarm(mut self) {
+    /// Hands the node over to its holder, with the use of the lock path: dropping the
+    /// contender no longer removes it.
+    pub(crate) fn disarm(mut self) -> Option<PathUse> {
         self.armed = false;
+        self.path_use.take()
     }
 
     /// Removes our node now, waiting a little; whatever is left is finished in the
@@ -513,14 +588,17 @@ impl Contender {
     }
 
     /// Removes our node: by path if we know it, else by our uuid among the lock path's
-    /// children (a create may have been applied though we never heard back).
-    fn cleanup(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    /// children (a create may have been applied though we never heard back). The use of the
+    /// lock path ends once the node is gone.
+    fn cleanup(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let path_use = self.path_use.take();
         let session = self.session.clone();
         let node = self.node.as_ref().map(|n| n.path.clone());
         let (dir, name_prefix, create_sent) =
             (self.dir.clone(), self.name_prefix.clone(), self.create_sent);
         async move {
             if !create_sent {
+                drop(path_use);
                 return;
             }
             let path = match node {
@@ -532,6 +610,7 @@ impl Contender {
             {
                 tracing::warn!(%path, %error, "could not remove an abandoned lock node");
             }
+            drop(path_use);
         }
     }
 }
@@ -583,15 +662,16 @@ async fn find_by_prefix(session: &ZkSession, dir: &str, prefix: &str) -> Option<
     }
 }
 
-/// How a node we deleted went.
+/// How a node we deleted went. Only the answer to the first delete can tell that the node was
+/// gone before it: after a delete whose answer was lost, a missing node or an ended session
+/// may be our own delete's doing, and counts as `Removed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Removal {
-    /// Our delete removed it (or may have: a retried delete after a lost answer that finds
-    /// no node counts as ours).
+    /// Our delete removed it, or may have.
     Removed,
     /// It was gone before our first delete reached it: someone else deleted it.
     AlreadyGone,
-    /// The session that owned it ended, which removed it.
+    /// The session that owned it had ended before our first delete, which removed it.
     SessionEnded,
 }
 
@@ -614,10 +694,16 @@ pub(crate) async fn delete_until_gone(
                 zookeeper_client::Error::SessionExpired
                 | zookeeper_client::Error::ClientClosed
                 | zookeeper_client::Error::AuthFailed,
-            ) => return Ok(Removal::SessionEnded),
+            ) if !retried => return Ok(Removal::SessionEnded),
+            Err(
+                zookeeper_client::Error::SessionExpired
+                | zookeeper_client::Error::ClientClosed
+                | zookeeper_client::Error::AuthFailed,
+            ) => return Ok(Removal::Removed),
             Err(error) if is_connection_loss(&error) => {
+                // This delete's answer was lost: it may have applied.
                 if session.has_ended() {
-                    return Ok(Removal::SessionEnded);
+                    return Ok(Removal::Removed);
                 }
                 retried = true;
                 tokio::time::sleep(RETRY_PAUSE).await;
