@@ -9,7 +9,9 @@ use std::sync::Arc;
 use kernel_client::Client;
 use kernel_errors::Kind;
 use kernel_server::codes;
-use kernel_transport::{AmqpTransport, Destination, Envelope, Transport, TransportError};
+use kernel_transport::{
+    AmqpTransport, Destination, Envelope, MessageType, Source, Transport, TransportError,
+};
 
 /// When the transport closes under a serving service, `serve` returns a typed error instead of
 /// looking like a clean shutdown, and the closed transport refuses further sends.
@@ -23,20 +25,24 @@ async fn a_service_whose_transport_closes_stops_with_an_error() {
         .build()
         .unwrap();
     let serving = tokio::spawn(service.serve());
-    // Serving once a heartbeat to the service is routed.
-    support::bounded("the service to consume", async {
-        while transport
-            .send(
-                Destination::Service(&name),
-                Envelope::ping(transport.instance_queue()),
-            )
-            .await
-            .is_err()
-        {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    // Serving once a heartbeat to the service is answered: its consumer is then running (a
+    // heartbeat that is merely routed only proves the queue exists, and closing the transport
+    // before the consumer starts fails `serve` at its start instead).
+    // (From another connection: the service's client consumes this one's instance queue.)
+    let probe = AmqpTransport::connect(&url).await.unwrap();
+    let mut replies = probe.consume(Source::Instance).await.unwrap();
+    probe
+        .send(
+            Destination::Service(&name),
+            Envelope::ping(probe.instance_queue()),
+        )
+        .await
+        .unwrap();
+    let pong = support::bounded("the service's pong", replies.next())
+        .await
+        .expect("a pong");
+    assert_eq!(pong.envelope.message_type, MessageType::Heartbeat);
+    drop(replies);
 
     transport.close().await.unwrap();
     let error = support::bounded("serve to return", serving)
