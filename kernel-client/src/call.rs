@@ -70,6 +70,8 @@ pub struct Call<'a, Req, Rsp> {
 #[derive(Clone, Debug)]
 struct Options {
     deadline: Duration,
+    /// A wall-clock time the call must not outlive (the deadline of a request it serves).
+    not_after: Option<SystemTime>,
     attempt_timeout: Duration,
     attempts: u32,
     content_type: ContentType,
@@ -103,6 +105,7 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
             request,
             options: Options {
                 deadline: defaults.deadline,
+                not_after: None,
                 attempt_timeout: defaults.attempt_timeout,
                 attempts: defaults.attempts,
                 content_type: defaults.content_type,
@@ -117,6 +120,33 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
     /// How long the call may take in all, attempts included.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.options.deadline = deadline;
+        self
+    }
+
+    /// Ends the call no later than `at`, whatever its deadline: for a call made while handling
+    /// a request, the time that request's caller stops waiting. A time already past fails
+    /// the call with `Timeout` without sending it.
+    ///
+    /// ```
+    /// # use std::time::{Duration, SystemTime};
+    /// # use kernel_client::Client;
+    /// # use kernel_errors::Kind;
+    /// # use kernel_proto::platform::{HealthRequest, HealthResponse};
+    /// # use kernel_transport::InProcessTransport;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let client = Client::new(InProcessTransport::new());
+    /// let gave_up = SystemTime::now() - Duration::from_secs(1);
+    /// let error = client
+    ///     .call::<_, HealthResponse>("com.example.users", "health", &HealthRequest {})
+    ///     .not_after(gave_up)
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(error.kind(), Kind::Timeout);
+    /// # }
+    /// ```
+    pub fn not_after(mut self, at: SystemTime) -> Self {
+        self.options.not_after = Some(at);
         self
     }
 
@@ -218,7 +248,10 @@ async fn execute(
     let inner = client.inner();
     let inst = inner.instrumenter.as_ref();
     let buckets = Buckets::new(&request.service, &request.endpoint);
-    let budget = options.deadline.min(MAX_DEADLINE);
+    let mut budget = options.deadline.min(MAX_DEADLINE);
+    if let Some(at) = options.not_after {
+        budget = budget.min(at.duration_since(SystemTime::now()).unwrap_or_default());
+    }
     let started = Instant::now();
     let deadline = started + budget;
     request.deadline = Some(SystemTime::now() + budget);
@@ -228,7 +261,7 @@ async fn execute(
     // The first call starts the reply router: that, too, counts against the deadline.
     match tokio::time::timeout(budget, client.start()).await {
         Ok(started) => started?,
-        Err(_elapsed) => return Err(record(inst, timed_out(&request, options))),
+        Err(_elapsed) => return Err(record(inst, timed_out(&request, budget))),
     }
     let mut registration = inner.pending.register(&request.message_id);
     let mut backoff = ExponentialBuilder::default()
@@ -312,7 +345,7 @@ async fn execute(
         Some(error) => in_context(error, &request),
         None => {
             inst.timing(&buckets.timed_out, started.elapsed(), 1.0);
-            timed_out(&request, options)
+            timed_out(&request, budget)
         }
     };
     Err(record(inst, error))
@@ -340,12 +373,12 @@ fn in_context(error: Error, request: &Envelope) -> Error {
         .with_context(&request.endpoint)
 }
 
-fn timed_out(request: &Envelope, options: &Options) -> Error {
+fn timed_out(request: &Envelope, budget: Duration) -> Error {
     let error = Error::timeout(
         codes::TIMEOUT,
         format!(
             "no reply from {}.{} within {:?}",
-            request.service, request.endpoint, options.deadline
+            request.service, request.endpoint, budget
         ),
     );
     in_context(error, request)

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use kernel_transport::{ContentType, Envelope};
+use kernel_client::{Call, Client};
+use kernel_transport::{ContentType, Envelope, Message};
 
 /// A decoded request and everything the caller sent with it.
 ///
@@ -132,6 +133,17 @@ impl<T> Request<T> {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.context.headers.get(name).map(String::as_str)
     }
+
+    /// A call made on behalf of this request; see [`RequestContext::call`].
+    pub fn call<'a, Req: Message, Rsp: Message>(
+        &self,
+        client: &'a Client,
+        service: &'a str,
+        endpoint: &'a str,
+        request: &'a Req,
+    ) -> Call<'a, Req, Rsp> {
+        self.context.call(client, service, endpoint, request)
+    }
 }
 
 impl RequestContext {
@@ -158,5 +170,54 @@ impl RequestContext {
     /// The service the request was addressed to.
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    /// A call made on behalf of this request, as H2's `ScopedRequest`: it carries the
+    /// request's session and trace ids, names this request as its parent, and ends no later
+    /// than this request's deadline (the caller will not wait longer for anything it causes).
+    /// The rest starts from `client`'s defaults, and the builder's setters still apply.
+    ///
+    /// ```
+    /// use kernel_client::Client;
+    /// use kernel_proto::platform::{HealthRequest, HealthResponse};
+    /// use kernel_server::{Endpoint, Request, Service};
+    /// use kernel_transport::InProcessTransport;
+    ///
+    /// let client = Client::new(InProcessTransport::new());
+    /// let calls = client.clone();
+    /// // Healthy if the users service is: asked for this request's session and trace, and
+    /// // given up when this request's caller gives up.
+    /// let check = move |request: Request<HealthRequest>| {
+    ///     let calls = calls.clone();
+    ///     async move {
+    ///         request
+    ///             .call::<_, HealthResponse>(&calls, "com.example.users", "health", &HealthRequest {})
+    ///             .attempts(1)
+    ///             .await
+    ///     }
+    /// };
+    /// let service = Service::new("com.example.frontend")
+    ///     .endpoint(Endpoint::new("check", check))
+    ///     .client(&client)
+    ///     .build()?;
+    /// # drop(service);
+    /// # Ok::<(), kernel_server::BuildError>(())
+    /// ```
+    pub fn call<'a, Req: Message, Rsp: Message>(
+        &self,
+        client: &'a Client,
+        service: &'a str,
+        endpoint: &'a str,
+        request: &'a Req,
+    ) -> Call<'a, Req, Rsp> {
+        let call = client
+            .call(service, endpoint, request)
+            .session_id(self.session_id.clone())
+            .trace_id(self.trace_id.clone())
+            .parent_message_id(self.message_id.clone());
+        match self.deadline {
+            Some(at) => call.not_after(at),
+            None => call,
+        }
     }
 }

@@ -662,6 +662,87 @@ pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
     assert_eq!(error.kind(), Kind::NoRoute, "{error}");
 }
 
+/// A handler's call made with `request.call(..)` carries the request's session and trace ids,
+/// names the request as its parent, and ends no later than the request's deadline.
+pub async fn calls_made_for_a_request_inherit_its_context(harness: impl Harness) {
+    let (back, front) = (unique("context.back"), unique("context.front"));
+    // The back service reports what it received.
+    let seen_by_back = |request: Request<HelloRequest>| async move {
+        let deadline = request
+            .deadline()
+            .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis());
+        Ok::<_, Error>(HelloResponse {
+            greeting: format!(
+                "{}|{}|{}",
+                request.session_id(),
+                request.trace_id(),
+                request.context().parent_message_id()
+            ),
+            served_by: deadline.to_string(),
+        })
+    };
+    let back_side = client(&harness).await;
+    let back_service = Service::new(&back)
+        .endpoint(Endpoint::new("context", seen_by_back))
+        .client(&back_side)
+        .build()
+        .unwrap();
+    let back_running = serve(back_service).await;
+
+    // The front service relays to it and checks the relayed context against its own request.
+    let front_side = client(&harness).await;
+    let calls = front_side.clone();
+    let relay = move |request: Request<HelloRequest>| {
+        let (calls, back) = (calls.clone(), back.clone());
+        async move {
+            let seen: HelloResponse = request
+                .call(&calls, &back, "context", request.message())
+                .await?;
+            let own_deadline = request
+                .deadline()
+                .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis());
+            let relayed_deadline: u128 = seen.served_by.parse().unwrap_or(u128::MAX);
+            let expected = format!(
+                "{}|{}|{}",
+                request.session_id(),
+                request.trace_id(),
+                request.message_id()
+            );
+            Ok::<_, Error>(HelloResponse {
+                greeting: (seen.greeting == expected).to_string(),
+                served_by: (relayed_deadline > 0 && relayed_deadline <= own_deadline).to_string(),
+            })
+        }
+    };
+    let front_service = Service::new(&front)
+        .endpoint(Endpoint::new("relay", relay))
+        .client(&front_side)
+        .build()
+        .unwrap();
+    let front_running = serve(front_service).await;
+
+    let caller = client(&harness).await;
+    let verdict: HelloResponse = caller
+        .call(&front, "relay", &hello("ctx"))
+        .session_id("session-1")
+        .trace_id("trace-1")
+        .deadline(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict.greeting, "true",
+        "session, trace and parent relayed"
+    );
+    assert_eq!(
+        verdict.served_by, "true",
+        "the relayed deadline is no later than the request's"
+    );
+    front_running.stop().await;
+    back_running.stop().await;
+}
+
 /// Generates one `#[tokio::test]` per case for a harness expression.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -672,7 +753,8 @@ macro_rules! conformance_suite {
             panicking_handler_then_next_call_succeeds, expired_request_is_not_executed,
             late_reply_to_attempt_one_completes_the_call, stray_reply_is_ignored,
             heartbeat_to_an_instance_is_answered, an_answered_request_retried_is_answered_from_the_cache,
-            two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls);
+            two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls,
+            calls_made_for_a_request_inherit_its_context);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(
