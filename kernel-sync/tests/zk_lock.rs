@@ -137,29 +137,11 @@ async fn the_fast_path_keeps_the_recipes_order_for_later_clients() {
         .unwrap();
     let later_node = format!("{path}/_c_9e3a-lock-{later}");
     assert!(later.into_i64() > 0, "{later_node}");
-    let refused = other_session
-        .lock("close")
-        .wait_for(Duration::from_millis(200))
-        .acquire()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(refused, SyncError::Contended { .. }),
-        "{refused:?}"
-    );
+    assert_contended(&other_session, "close").await;
 
     // After our release the later client holds, so ours is still refused…
     guard.unlock().await.unwrap();
-    let refused = other_session
-        .lock("close")
-        .wait_for(Duration::from_millis(200))
-        .acquire()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(refused, SyncError::Contended { .. }),
-        "{refused:?}"
-    );
+    assert_contended(&other_session, "close").await;
     // …until it releases too; then the lock is taken again, with a higher token.
     raw.delete(&later_node, None).await.unwrap();
     let next = other_session.lock("close").acquire().await.unwrap();
@@ -200,6 +182,20 @@ async fn a_namespace_that_forbids_deleting_lock_paths_still_locks() {
     assert!(names[1].ends_with("-lock-0000000001"), "{names:?}");
     assert!(names[2].ends_with("-lock-0000000002"), "{names:?}");
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
+/// Trying `id` for 200 ms on `backend` gives `Contended`.
+async fn assert_contended(backend: &ZkLockBackend, id: &str) {
+    let refused = backend
+        .lock(id)
+        .wait_for(Duration::from_millis(200))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, SyncError::Contended { .. }),
+        "{refused:?}"
+    );
 }
 
 /// A release whose delete finds the node already gone (deleted from outside before the
@@ -322,13 +318,7 @@ async fn another_client_of_the_recipe_excludes_ours() {
     let path = backend.lock_path(&LockId::new("close").unwrap());
     let curator_name = "_c_2f1c6b1e-8d1e-4a4e-9a7e-3c2b1a0f9e8d";
     let curator_node = foreign_node(&raw, &path, curator_name, b"10.0.0.7").await;
-    let error = backend
-        .lock("close")
-        .wait_for(Duration::from_millis(200))
-        .acquire()
-        .await
-        .unwrap_err();
-    assert!(matches!(error, SyncError::Contended { .. }));
+    assert_contended(&backend, "close").await;
     let waiting = {
         let backend = backend.clone();
         tokio::spawn(async move {
