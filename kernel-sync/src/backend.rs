@@ -14,6 +14,34 @@ pub(crate) const REGION_DEFAULT_HOLD_FOR: Duration = Duration::from_secs(2);
 /// Minimum `hold_for` of region locks, as H2's `RegionTimedLock`: 1 s.
 pub(crate) const REGION_MIN_HOLD_FOR: Duration = Duration::from_secs(1);
 
+/// The longest `hold_for` any backend accepts: 365 days. A lock held longer is a
+/// configuration, not a lock; and every backend turns `hold_for` into a time ahead (a TTL,
+/// an expiry recorded in a node, a timer), which must stay representable.
+pub const MAX_HOLD_FOR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// How far ahead a wait too long to represent ends: about 30 years, i.e. never.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `hold_for` if it lies within `minimum..=MAX_HOLD_FOR`, else [`SyncError::InvalidHoldFor`].
+pub(crate) fn check_hold_for(hold_for: Duration, minimum: Duration) -> Result<Duration, SyncError> {
+    if hold_for < minimum || hold_for > MAX_HOLD_FOR {
+        return Err(SyncError::InvalidHoldFor {
+            hold_for,
+            minimum,
+            maximum: MAX_HOLD_FOR,
+        });
+    }
+    Ok(hold_for)
+}
+
+/// The instant `wait` after `start`; a wait too long to represent (`Duration::MAX` as "wait
+/// for ever") ends about 30 years ahead.
+pub(crate) fn after(start: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
+    start
+        .checked_add(wait.min(FOREVER))
+        .unwrap_or_else(|| start + Duration::from_secs(24 * 60 * 60))
+}
+
 /// What a [`LockBackend`] is asked to acquire: a validated id and the two bounds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

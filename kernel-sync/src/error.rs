@@ -22,7 +22,7 @@ pub type BackendSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// | [`Contended`](SyncError::Contended) | no | `Conflict` | [`codes::CONTENDED`] | someone else holds it: retry later, or wait longer |
 /// | [`InvalidId`](SyncError::InvalidId) | yes | `BadRequest` | [`codes::INVALID_ID`] | fix the id |
 /// | [`InvalidNamespace`](SyncError::InvalidNamespace) | yes | `BadRequest` | [`codes::INVALID_NAMESPACE`] | fix the service name |
-/// | [`InvalidHoldFor`](SyncError::InvalidHoldFor) | yes | `BadRequest` | [`codes::INVALID_HOLD_FOR`] | hold longer |
+/// | [`InvalidHoldFor`](SyncError::InvalidHoldFor) | yes | `BadRequest` | [`codes::INVALID_HOLD_FOR`] | hold within the backend's range |
 /// | [`InvalidConfig`](SyncError::InvalidConfig) | yes | `BadRequest` | [`codes::INVALID_CONFIG`] | fix the builder setting |
 /// | [`Lost`](SyncError::Lost) | no | `Conflict` | [`codes::LOST`] | the work done under the lock was not exclusive: undo or re-check it, then acquire again |
 /// | [`SessionExpired`](SyncError::SessionExpired) | no | `InternalServerError` | [`codes::SESSION_EXPIRED`] | retry: the next call opens a new session |
@@ -71,12 +71,14 @@ pub enum SyncError {
 
     /// `hold_for` is below the backend's minimum (1 s for region locks, 2 s for the global
     /// lock, as in H2).
-    #[error("hold_for {hold_for:?} is below the minimum of {minimum:?}")]
+    #[error("hold_for {hold_for:?} is outside {minimum:?}..={maximum:?}")]
     InvalidHoldFor {
         /// The hold time asked for.
         hold_for: Duration,
         /// The backend's minimum.
         minimum: Duration,
+        /// The longest any backend accepts, [`MAX_HOLD_FOR`](crate::MAX_HOLD_FOR).
+        maximum: Duration,
     },
 
     /// A backend builder setting is invalid.
@@ -223,6 +225,7 @@ mod tests {
             SyncError::InvalidHoldFor {
                 hold_for: Duration::ZERO,
                 minimum: Duration::from_secs(1),
+                maximum: crate::MAX_HOLD_FOR,
             },
             SyncError::InvalidConfig {
                 field: "session_timeout",

@@ -232,15 +232,22 @@ impl Leadership {
     }
 
     /// Gives the leadership up: [`rescinded`](Leadership::rescinded) completes at once, and
-    /// this returns once our claim is gone from the engine (retrying until it is, or until the
-    /// session that holds it has ended). Idempotent.
+    /// this returns once our claim is gone from the engine (retrying through lost connections
+    /// until it is, or until the session that holds it has ended). Idempotent.
+    ///
+    /// If the engine refuses the removal outright (on ZooKeeper: an ACL changed under us),
+    /// retrying would not help: this returns after logging a warning, and the claim ends with
+    /// the session. Nobody else is elected until then.
     ///
     /// # Cancellation safety
     /// Dropping the future does not stop the removal.
     pub async fn rescind(&self) {
         self.loss.fire(LossReason::Rescinded);
-        if let Err(error) = release(&self.id, &self.loss, &self.requests, "rescind").await {
-            tracing::debug!(id = %self.id, %error, "rescind after the leadership was already lost");
+        match release(&self.id, &self.loss, &self.requests, "rescind").await {
+            Ok(()) | Err(SyncError::Lost { .. }) => {}
+            Err(error) => {
+                tracing::warn!(id = %self.id, %error, "rescind could not remove our claim; it ends with the session");
+            }
         }
     }
 }

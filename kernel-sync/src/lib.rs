@@ -77,8 +77,9 @@ mod zookeeper;
 
 pub use backend::{
     DEFAULT_WAIT_FOR, Election, ElectionExt, LockBackend, LockBackendExt, LockRequest, LockSpec,
+    MAX_HOLD_FOR,
 };
-pub(crate) use backend::{REGION_DEFAULT_HOLD_FOR, REGION_MIN_HOLD_FOR};
+pub(crate) use backend::{REGION_DEFAULT_HOLD_FOR, REGION_MIN_HOLD_FOR, after, check_hold_for};
 #[cfg(feature = "cassandra")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
 pub use cassandra::{CassandraGlobalLock, CassandraGlobalLockBuilder};

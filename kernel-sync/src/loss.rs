@@ -19,8 +19,8 @@ pub enum LossReason {
     ConnectionSuspended,
     /// A refresh of the lease failed or found someone else holding it (Cassandra).
     RefreshFailed,
-    /// The hold time passed before unlock (ZooKeeper, memory), or the lease ran out before
-    /// it could be refreshed or released (Cassandra).
+    /// The hold time passed before unlock (ZooKeeper, memory), or an unlock found the lease
+    /// had already run out (Cassandra; a lease that runs out while held is `RefreshFailed`).
     HoldExpired,
     /// The leadership was given up with [`Leadership::rescind`](crate::Leadership::rescind).
     Rescinded,

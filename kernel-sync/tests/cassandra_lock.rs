@@ -146,12 +146,20 @@ async fn a_crashed_holders_claim_expires_with_its_ttl() {
         .await
         .unwrap_err();
     assert!(matches!(error, SyncError::Contended { .. }), "{error}");
+    let waiting = std::time::Instant::now();
     let taken = survivor
         .lock("month-end")
         .wait_for(Duration::from_secs(20))
         .acquire()
         .await
         .unwrap();
+    // The claim's TTL (hold_for rounded up, plus 2 s) ran out: no later than that after the
+    // claim, plus room for a loaded machine.
+    let waited = waiting.elapsed();
+    assert!(
+        waited <= CassandraGlobalLock::MIN_HOLD_FOR + Duration::from_secs(2 + 2),
+        "{waited:?}"
+    );
     assert!(taken.fencing_token() > crashed_token);
     taken.unlock().await.unwrap();
 }
@@ -233,11 +241,13 @@ async fn the_table_is_created_on_first_use_and_acquires_are_counted() {
     .unwrap();
     let held = backend.lock("month-end").acquire().await.unwrap();
     assert_eq!(held.fencing_token(), FencingToken::new(1));
-    let _ = backend
+    let refused = backend
         .lock("month-end")
         .wait_for(Duration::ZERO)
         .acquire()
-        .await;
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, SyncError::Contended { .. }), "{refused}");
     held.unlock().await.unwrap();
     let snapshot = memory.snapshot();
     assert_eq!(
@@ -286,4 +296,34 @@ async fn bad_settings_and_hold_times_are_typed_errors() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), kernel_sync::codes::INVALID_HOLD_FOR);
+    let error = backend
+        .lock("month-end")
+        .hold_for(kernel_sync::MAX_HOLD_FOR + Duration::from_secs(1))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), kernel_sync::codes::INVALID_HOLD_FOR);
+}
+
+/// Dropping a guard releases the lock in the background, long before its lease would end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_guard_releases_the_lock() {
+    let namespace = namespace();
+    let backend = global_lock(&namespace).await;
+    let hold_for = Duration::from_secs(30);
+    let guard = backend
+        .lock("month-end")
+        .hold_for(hold_for)
+        .acquire()
+        .await
+        .unwrap();
+    drop(guard);
+    let other = global_lock(&namespace).await;
+    let next = other
+        .lock("month-end")
+        .wait_for(Duration::from_secs(10))
+        .acquire()
+        .await
+        .unwrap();
+    next.unlock().await.unwrap();
 }

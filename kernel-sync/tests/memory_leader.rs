@@ -32,7 +32,10 @@ async fn three_candidates_lead_one_at_a_time() {
         }));
     }
     for candidate in candidates {
-        candidate.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), candidate)
+            .await
+            .expect("a candidate's terms within 20 s")
+            .unwrap();
     }
     drop(terms_tx);
     let mut tokens = Vec::new();

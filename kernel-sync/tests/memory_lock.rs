@@ -141,8 +141,13 @@ async fn session_expiry_loses_every_lock_at_once() {
     let a = backend.lock("a").acquire().await.unwrap();
     let b = other.lock("b").acquire().await.unwrap();
     assert_eq!(backend.expire_session(), 2);
-    assert_eq!(a.lost().await, LossReason::SessionExpired);
-    assert_eq!(b.lost().await, LossReason::SessionExpired);
+    let lost = tokio::time::timeout(Duration::from_secs(5), async {
+        (a.lost().await, b.lost().await)
+    });
+    assert_eq!(
+        lost.await.expect("both losses reported"),
+        (LossReason::SessionExpired, LossReason::SessionExpired)
+    );
 }
 
 /// Dropping a guard releases the lock; dropping a waiting acquire leaves nothing queued.
@@ -192,6 +197,42 @@ async fn invalid_ids_and_hold_times_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(matches!(error, SyncError::InvalidHoldFor { .. }));
+    let error = backend
+        .lock("fine")
+        .hold_for(kernel_sync::MAX_HOLD_FOR + Duration::from_secs(1))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SyncError::InvalidHoldFor { .. }), "{error}");
+}
+
+/// `wait_for(Duration::MAX)` waits for ever instead of overflowing: a free lock is taken, and a
+/// held one is waited for until it is released.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_ever_is_not_an_overflow() {
+    let backend = backend();
+    let held = backend
+        .lock("close")
+        .wait_for(Duration::MAX)
+        .acquire()
+        .await
+        .unwrap();
+    let waiting = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .lock("close")
+                .wait_for(Duration::MAX)
+                .hold_for(kernel_sync::MAX_HOLD_FOR)
+                .acquire()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the waiter gave up");
+    held.unlock().await.unwrap();
+    let next = waiting.await.unwrap().unwrap();
+    next.unlock().await.unwrap();
 }
 
 /// The same id in two namespaces names two locks.

@@ -96,7 +96,9 @@ async fn a_leader_whose_session_dies_is_told_before_the_next_term_starts() {
     let zk = engine_address("KERNEL_ZK_HOSTS");
     let proxy = Proxy::start(&zk).await;
     let doomed = backend_at(proxy.address(), &namespace, timeout).await;
-    let old = doomed.leader("scheduler").await.unwrap();
+    let old = within(BOUND, "the first leader", doomed.leader("scheduler"))
+        .await
+        .unwrap();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut candidates = Vec::new();
     for _ in 0..2 {
@@ -181,7 +183,9 @@ async fn deleting_the_leaders_node_rescinds_it_remotely() {
     )
     .await
     .unwrap();
-    let leader = first.leader("scheduler").await.unwrap();
+    let leader = within(BOUND, "the first leader", first.leader("scheduler"))
+        .await
+        .unwrap();
     let next = tokio::spawn(async move { second.leader("scheduler").await });
     let path = first.leader_path(&LockId::new("scheduler").unwrap());
     assert!(path.starts_with("/sync/regionleader/"));
@@ -216,4 +220,23 @@ async fn an_invalid_leader_id_is_a_typed_error() {
     let backend = backend(&namespace()).await;
     let error = backend.leader("/scheduler").await.unwrap_err();
     assert_eq!(error.code(), kernel_sync::codes::INVALID_ID);
+}
+
+/// Dropping a leadership rescinds it: the next candidate is elected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_leadership_hands_it_over() {
+    let namespace = namespace();
+    let (first, second) = (backend(&namespace).await, backend(&namespace).await);
+    let leader = within(BOUND, "the first leader", first.leader("scheduler"))
+        .await
+        .unwrap();
+    let token = leader.fencing_token();
+    let next = tokio::spawn(async move { second.leader("scheduler").await });
+    drop(leader);
+    let next = within(BOUND, "the next leader after a drop", next)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.fencing_token() > token);
+    next.rescind().await;
 }

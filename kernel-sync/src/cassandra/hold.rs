@@ -32,20 +32,26 @@ impl CassandraHold {
     pub(crate) async fn run(self, mut control: GuardControl) {
         let mut lease_end = self.granted_at + self.hold_for;
         let mut next_refresh = self.granted_at + self.hold_for.mul_f64(0.75);
+        // The first refresh sent since the last one confirmed: one whose answer was lost may
+        // still apply, so a later confirmation extends the lease only from this send.
+        let mut unconfirmed_since: Option<Instant> = None;
         let first = loop {
             tokio::select! {
-                request = control.release_requested() => break Ok(request),
+                biased;
                 () = sleep_until(lease_end) => break Err(LossReason::RefreshFailed),
+                request = control.release_requested() => break Ok(request),
                 () = sleep_until(next_refresh) => {
                     let sent = Instant::now();
+                    let counted_from = *unconfirmed_since.get_or_insert(sent);
                     let attempt = tokio::time::timeout(
                         lease_end.saturating_duration_since(sent),
                         self.statements.refresh(&self.name, self.me, self.ttl),
                     );
                     match attempt.await {
                         Ok(Ok(true)) => {
-                            lease_end = sent + self.hold_for;
-                            next_refresh = sent + self.hold_for.mul_f64(0.75);
+                            unconfirmed_since = None;
+                            lease_end = counted_from + self.hold_for;
+                            next_refresh = counted_from + self.hold_for.mul_f64(0.75);
                         }
                         Ok(Ok(false)) => break Err(LossReason::RefreshFailed),
                         Ok(Err(error)) => {
@@ -101,13 +107,20 @@ impl CassandraHold {
     }
 
     /// Removes our claim, retrying engine failures while the lease lasts; `false` if the claim
-    /// was no longer ours.
+    /// was no longer ours before we released it.
+    ///
+    /// A release whose answer was lost may have applied: a retry that then finds the claim
+    /// gone while the lease still lasts counts as released (nobody else could have taken it
+    /// before the lease ran out).
     async fn release(&self, lease_end: Instant) -> Result<bool, SyncError> {
+        let mut answer_lost = false;
         loop {
             match self.statements.release(&self.name, self.me).await {
-                Ok(applied) => return Ok(applied),
+                Ok(true) => return Ok(true),
+                Ok(false) => return Ok(answer_lost && Instant::now() < lease_end),
                 Err(error) if Instant::now() + RETRY_PAUSE < lease_end => {
                     tracing::debug!(lock = %self.name, %error, "retrying the release of a global lock");
+                    answer_lost = true;
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 Err(error) => return Err(error),

@@ -3,6 +3,7 @@
 mod hold;
 mod statements;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -268,16 +269,18 @@ impl CassandraGlobalLockBuilder {
     }
 }
 
-/// The TTL written for a lease of `hold_for`: whole seconds, rounded up, plus one.
+/// The TTL written for a lease of `hold_for`: whole seconds, rounded up, plus two.
 ///
 /// Cassandra computes a cell's expiry as the current time *truncated to the second* plus
-/// the TTL, so a TTL of `n` lasts between `n - 1` and `n` seconds. The extra second makes
+/// the TTL, so a TTL of `n` lasts between `n - 1` and `n` seconds. One extra second makes
 /// the server's lease at least `hold_for`, which the holder's own count (from when it sent
 /// the claim or refresh) relies on: without it a refresh at 0.75 × `hold_for` can come
 /// after the claim has already expired, and a second holder get in while the first still
-/// believes it holds.
+/// believes it holds. The second extra second is the margin between the holder's end of the
+/// lease and the earliest moment a contender's coordinator, whose clock may differ from the
+/// one that stamped the TTL, can see the claim gone: at least one second.
 fn ttl_secs(hold_for: Duration) -> u64 {
-    hold_for.as_secs() + u64::from(hold_for.subsec_nanos() > 0) + 1
+    hold_for.as_secs() + u64::from(hold_for.subsec_nanos() > 0) + 2
 }
 
 /// A pause between reads of a held lock: 20 ms plus up to 20 ms of jitter, as H2's.
@@ -339,7 +342,11 @@ impl CassandraGlobalLock {
     async fn attempt(&self, claim: &mut Claim, ttl: i32, deadline: Instant) -> Attempt {
         let statements = &self.inner.statements;
         let mut last_error = None;
-        let mut claim_sent_at = None;
+        // When we first sent a claim for each fence value read (a claim sets the fence to
+        // the value read plus one). A claim whose answer was lost may apply later, so a
+        // read-back that shows us holding at fence `f` was granted by the earliest claim sent
+        // for `f - 1`: its TTL started no earlier than that.
+        let mut claims_sent: HashMap<i64, Instant> = HashMap::new();
         loop {
             let row = match statements.read(&claim.name).await {
                 Ok(Some(row)) => row,
@@ -364,7 +371,11 @@ impl CassandraGlobalLock {
             match row.holder {
                 // A claim whose answer we never got was applied after all.
                 Some(holder) if holder == claim.me => {
-                    if let Some(granted_at) = claim_sent_at {
+                    let granted_at = claims_sent
+                        .get(&(row.fence - 1))
+                        .or_else(|| claims_sent.values().min())
+                        .copied();
+                    if let Some(granted_at) = granted_at {
                         return Attempt::Won {
                             fence: row.fence,
                             granted_at,
@@ -383,11 +394,13 @@ impl CassandraGlobalLock {
                 None if row.fence >= 0 => {
                     let sent_at = Instant::now();
                     claim.sent = true;
-                    claim_sent_at = Some(sent_at);
+                    claims_sent.entry(row.fence).or_insert(sent_at);
                     match statements
                         .claim(&claim.name, claim.me, ttl, row.fence)
                         .await
                     {
+                        // This claim applied (an earlier one for the same fence would have
+                        // made it fail), so its TTL started after `sent_at`.
                         Ok(true) => {
                             return Attempt::Won {
                                 fence: row.fence + 1,
@@ -413,17 +426,12 @@ impl CassandraGlobalLock {
 
 impl LockBackend for CassandraGlobalLock {
     async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
-        let hold_for = spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR);
-        if hold_for < Self::MIN_HOLD_FOR {
-            return Err(SyncError::InvalidHoldFor {
-                hold_for,
-                minimum: Self::MIN_HOLD_FOR,
-            });
-        }
-        let ttl = i32::try_from(ttl_secs(hold_for)).map_err(|_| SyncError::InvalidHoldFor {
-            hold_for,
-            minimum: Self::MIN_HOLD_FOR,
-        })?;
+        let hold_for = crate::check_hold_for(
+            spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR),
+            Self::MIN_HOLD_FOR,
+        )?;
+        // Within MAX_HOLD_FOR, far below Cassandra's 20-year TTL limit.
+        let ttl = i32::try_from(ttl_secs(hold_for)).unwrap_or(i32::MAX);
         let started = Instant::now();
         let mut claim = Claim {
             statements: self.inner.statements.clone(),
@@ -431,7 +439,9 @@ impl LockBackend for CassandraGlobalLock {
             me: Uuid::new_v4(),
             sent: false,
         };
-        let attempt = self.attempt(&mut claim, ttl, started + spec.wait_for).await;
+        let attempt = self
+            .attempt(&mut claim, ttl, crate::after(started, spec.wait_for))
+            .await;
         GLOBAL_LOCK.record_acquire(
             &*self.inner.inst,
             started.elapsed(),
@@ -473,13 +483,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ttl_outlasts_the_hold_time_despite_truncation() {
-        assert_eq!(ttl_secs(Duration::from_secs(2)), 3);
-        assert_eq!(ttl_secs(Duration::from_millis(2500)), 4);
+    fn the_ttl_outlasts_the_hold_time_by_a_second_despite_truncation() {
+        assert_eq!(ttl_secs(Duration::from_secs(2)), 4);
+        assert_eq!(ttl_secs(Duration::from_millis(2500)), 5);
         for hold_for in [2_000, 2_001, 5_000, 9_999] {
             let hold_for = Duration::from_millis(hold_for);
             // The shortest a TTL of n lasts is just over n - 1 seconds.
-            assert!(Duration::from_secs(ttl_secs(hold_for) - 1) >= hold_for);
+            let shortest = Duration::from_secs(ttl_secs(hold_for) - 1);
+            assert!(shortest >= hold_for + Duration::from_secs(1));
         }
     }
 }

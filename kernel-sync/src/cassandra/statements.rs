@@ -5,7 +5,7 @@
 //!   WITH replication = {'class': 'SimpleStrategy', 'replication_factor': <rf>};
 //! CREATE TABLE IF NOT EXISTS <keyspace>.global_locks (
 //!   name   text PRIMARY KEY,  -- '<namespace>/<lock id>'
-//!   holder uuid,              -- the current holder's claim id; written with a TTL of hold_for + 1 s, null when free
+//!   holder uuid,              -- the current holder's claim id; written with a TTL of ceil(hold_for) + 2 s, null when free
 //!   fence  bigint             -- the last fencing token granted; never expires
 //! );
 //! ```
@@ -82,7 +82,7 @@ impl Statements {
             format!(
                 "CREATE TABLE IF NOT EXISTS {keyspace}.global_locks \
                  (name text PRIMARY KEY, holder uuid, fence bigint) \
-                 WITH comment = 'kernel-sync global locks: holder (TTL hold_for) and fencing counter'"
+                 WITH comment = 'kernel-sync global locks: holder (TTL ceil(hold_for) + 2 s) and fencing counter'"
             ),
         ];
         for statement in ddl {

@@ -279,6 +279,18 @@ impl Hold {
             reason = self.revocation.lost() => Err(reason),
             () = expired => Err(LossReason::HoldExpired),
         };
+        // A loss is reported before the next holder is let in, so that the old holder hears
+        // of it before the new one's term starts.
+        if let Err(reason) = first
+            && control.lose(reason)
+        {
+            let bucket = if leader {
+                metrics::LEADER_REMOTELY_RESCINDED
+            } else {
+                REGION_LOCK.lost
+            };
+            metrics::count(&*self.inst, bucket);
+        }
         self.table.leave(&self.key, self.ticket);
         let mut request = match first {
             Ok(request) => {
@@ -287,17 +299,7 @@ impl Hold {
                 }
                 request
             }
-            Err(reason) => {
-                if control.lose(reason) {
-                    let bucket = if leader {
-                        metrics::LEADER_REMOTELY_RESCINDED
-                    } else {
-                        REGION_LOCK.lost
-                    };
-                    metrics::count(&*self.inst, bucket);
-                }
-                control.release_requested().await
-            }
+            Err(_) => control.release_requested().await,
         };
         // Released: answer this and any later request (a repeated rescind).
         while let Some(reply) = request {
@@ -309,16 +311,15 @@ impl Hold {
 
 impl LockBackend for MemoryLockBackend {
     async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
-        let hold_for = spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR);
-        if hold_for < Self::MIN_HOLD_FOR {
-            return Err(SyncError::InvalidHoldFor {
-                hold_for,
-                minimum: Self::MIN_HOLD_FOR,
-            });
-        }
+        let hold_for = crate::check_hold_for(
+            spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR),
+            Self::MIN_HOLD_FOR,
+        )?;
         let started = Instant::now();
         let key = (Kind::Lock, self.namespace.clone(), spec.id.clone());
-        let taken = self.take(&key, Some(started + spec.wait_for)).await;
+        let taken = self
+            .take(&key, Some(crate::after(started, spec.wait_for)))
+            .await;
         REGION_LOCK.record_acquire(&*self.inst, started.elapsed(), taken.is_some());
         let Some((ticket, token, revocation)) = taken else {
             return Err(SyncError::Contended {

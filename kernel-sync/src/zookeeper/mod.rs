@@ -68,9 +68,9 @@ use crate::{
 /// session timeout, default [`DEFAULT_SUSPENSION_GRACE`](ZkLockBackend::DEFAULT_SUSPENSION_GRACE)),
 /// every holder reports [`LossReason::ConnectionSuspended`](crate::LossReason::ConnectionSuspended)
 /// and removes its node once reconnected. The client notices a dead connection after 2/5 of
-/// the session timeout, so with the default grace a holder is told within about 0.73 of the
+/// the session timeout, so with the default grace a holder is told within about 0.73–0.78 of the
 /// session timeout of its last contact with ZooKeeper: before the server can expire the
-/// session and let anyone else in (1.0). Graces above 0.6 lose that ordering.
+/// session and let anyone else in (1.0). Graces above about 0.55 lose that ordering.
 ///
 /// Clones share the session. Dropping the last clone and every guard closes the session.
 ///
@@ -342,7 +342,9 @@ impl ZkLockBackendBuilder {
     /// After how long a suspended connection counts as loss, as a fraction of the negotiated
     /// session timeout (default [`DEFAULT_SUSPENSION_GRACE`](ZkLockBackend::DEFAULT_SUSPENSION_GRACE)).
     /// `0.0` reports loss as soon as the connection drops (Curator's default policy);
-    /// `f64::INFINITY` only on session expiry.
+    /// `f64::INFINITY` only on session expiry, which the client learns at about 1.4 × the
+    /// session timeout: after the server may have let someone else in. The grace is computed
+    /// from the timeout the server granted for the first session.
     pub fn suspension_grace(mut self, fraction: f64) -> Self {
         self.suspension_grace = fraction;
         self
@@ -405,20 +407,19 @@ fn token(czxid: i64) -> FencingToken {
 
 impl LockBackend for ZkLockBackend {
     async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
-        let hold_for = spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR);
-        if hold_for < Self::MIN_HOLD_FOR {
-            return Err(SyncError::InvalidHoldFor {
-                hold_for,
-                minimum: Self::MIN_HOLD_FOR,
-            });
-        }
+        let hold_for = crate::check_hold_for(
+            spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR),
+            Self::MIN_HOLD_FOR,
+        )?;
         let started = Instant::now();
-        let claim_until = SystemTime::now() + spec.wait_for + hold_for;
+        let wait_until = crate::after(started, spec.wait_for);
+        // What the node records: the latest moment our guard could still hold the lock.
+        let claim_until = SystemTime::now() + (wait_until - started) + hold_for;
         let result = self
             .contend(
                 self.lock_path(&spec.id),
                 gotime::encode(claim_until).to_vec(),
-                Some(started + spec.wait_for),
+                Some(wait_until),
             )
             .await;
         REGION_LOCK.record_acquire(&*self.inner.inst, started.elapsed(), result.is_ok());
@@ -438,8 +439,10 @@ impl LockBackend for ZkLockBackend {
             path: won.node.path,
             epoch: won.epoch,
             dir_watch: won.dir_watch,
+            // No later than the expiry recorded in our node (a win may come after wait_for),
+            // past which a contender may delete it.
             held: Held::Lock {
-                hold_until: Instant::now() + hold_for,
+                hold_until: (Instant::now() + hold_for).min(wait_until + hold_for),
             },
             defer_watch: won.node.alone,
             path_use: won.path_use,
@@ -448,6 +451,28 @@ impl LockBackend for ZkLockBackend {
         tokio::spawn(hold.run(control));
         Ok(guard)
     }
+}
+
+/// Whether ZooKeeper refused the request itself (an ACL, a bad path, a feature the server
+/// lacks), so that retrying would fail again: a campaign then gives up with the error.
+fn is_refusal(error: &SyncError) -> bool {
+    let SyncError::Backend { source, .. } = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<zookeeper_client::Error>()
+        .is_some_and(|error| {
+            matches!(
+                error,
+                zookeeper_client::Error::NoAuth
+                    | zookeeper_client::Error::InvalidAcl
+                    | zookeeper_client::Error::AuthFailed
+                    | zookeeper_client::Error::Unimplemented
+                    | zookeeper_client::Error::BadArguments(_)
+                    | zookeeper_client::Error::NoChildrenForEphemerals
+                    | zookeeper_client::Error::MarshallingError
+            )
+        })
 }
 
 /// First pause after a failed campaign attempt (H2: 50 ms), doubled up to
@@ -464,7 +489,7 @@ impl Election for ZkLockBackend {
         let won = loop {
             match self.contend(dir.clone(), Vec::new(), None).await {
                 Ok(won) => break won,
-                Err(Lost::Failed(error)) if error.is_transient() => {
+                Err(Lost::Failed(error)) if error.is_transient() && !is_refusal(&error) => {
                     tracing::warn!(%id, %error, ?pause, "leader campaign failed; standing again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_CAMPAIGN_PAUSE);
