@@ -327,3 +327,68 @@ async fn dropping_a_guard_releases_the_lock() {
         .unwrap();
     next.unlock().await.unwrap();
 }
+
+/// A holder cut off from Cassandra (its traffic black-holed, as in a partition) cannot refresh:
+/// it is told `RefreshFailed` when its lease as it counts it runs out, before the server lets a
+/// contender in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_holder_is_told_before_anyone_else_gets_in() {
+    let namespace = namespace();
+    let cassandra = engine_address("KERNEL_CASSANDRA_HOSTS");
+    let node: std::net::SocketAddr = cassandra.parse().unwrap();
+    let proxy = kernel_testkit::Proxy::start(&cassandra).await;
+    // Every connection of the holder's driver goes through the proxy: the node's own address
+    // (from the cluster's metadata) and the contact point (the proxy) both map to the proxy.
+    let through_proxy =
+        std::collections::HashMap::from([(node, proxy.addr()), (proxy.addr(), proxy.addr())]);
+    let driver = SessionBuilder::new().address_translator(Arc::new(through_proxy));
+    let holder_side = within(
+        BOUND,
+        "a Cassandra session through the proxy",
+        CassandraGlobalLock::builder(proxy.address(), namespace.clone())
+            .keyspace(KEYSPACE)
+            .replication_factor(1)
+            .request_timeout(Duration::from_secs(1))
+            .session_builder(driver)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let contender_side = global_lock(&namespace).await;
+
+    let hold_for = CassandraGlobalLock::MIN_HOLD_FOR;
+    let granted = std::time::Instant::now();
+    let held = holder_side
+        .lock("month-end")
+        .hold_for(hold_for)
+        .acquire()
+        .await
+        .unwrap();
+    proxy.cut();
+    let contender = tokio::spawn(async move {
+        let guard = contender_side
+            .lock("month-end")
+            .wait_for(Duration::from_secs(30))
+            .acquire()
+            .await;
+        (guard, std::time::Instant::now())
+    });
+
+    let reason = within(BOUND, "the loss signal", held.lost()).await;
+    let told = std::time::Instant::now();
+    assert_eq!(reason, LossReason::RefreshFailed);
+    assert!(
+        told.duration_since(granted) <= hold_for + Duration::from_secs(1),
+        "told {:?} after the grant",
+        told.duration_since(granted)
+    );
+    let (next, taken) = within(BOUND, "the contender", contender).await.unwrap();
+    let next = next.unwrap();
+    assert!(
+        taken > told,
+        "the contender got in {:?} before the holder was told",
+        told.duration_since(taken)
+    );
+    assert!(next.fencing_token() > held.fencing_token());
+    next.unlock().await.unwrap();
+}

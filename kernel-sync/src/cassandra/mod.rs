@@ -107,6 +107,7 @@ pub struct CassandraGlobalLockBuilder {
     replication_factor: u32,
     request_timeout: Duration,
     connect_timeout: Duration,
+    session: Option<SessionBuilder>,
     inst: Arc<dyn Instrumenter>,
 }
 
@@ -147,6 +148,7 @@ impl CassandraGlobalLock {
             replication_factor: Self::DEFAULT_REPLICATION_FACTOR,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            session: None,
             inst: Arc::new(NoopInstrumenter),
         }
     }
@@ -190,6 +192,27 @@ impl CassandraGlobalLockBuilder {
     /// [`DEFAULT_CONNECT_TIMEOUT`](CassandraGlobalLock::DEFAULT_CONNECT_TIMEOUT)).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Starts from a driver session builder of your own, for what this builder does not set:
+    /// credentials, TLS, address translation, load balancing. The hosts and the connect
+    /// timeout given here are added to it.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), kernel_sync::SyncError> {
+    /// use kernel_sync::{CassandraGlobalLock, Namespace};
+    /// use scylla::client::session_builder::SessionBuilder;
+    ///
+    /// let driver = SessionBuilder::new().user("billing", "s3cret");
+    /// let locks = CassandraGlobalLock::builder("10.0.0.5:9042", Namespace::new("com.example.billing")?)
+    ///     .session_builder(driver)
+    ///     .connect()
+    ///     .await?;
+    /// # drop(locks); Ok(()) }
+    /// ```
+    pub fn session_builder(mut self, builder: SessionBuilder) -> Self {
+        self.session = Some(builder);
         self
     }
 
@@ -238,7 +261,9 @@ impl CassandraGlobalLockBuilder {
                 });
             }
         }
-        let builder = SessionBuilder::new()
+        let builder = self
+            .session
+            .unwrap_or_default()
             .known_nodes(self.hosts.split(',').map(str::trim))
             .connection_timeout(self.connect_timeout);
         let session = match tokio::time::timeout(self.connect_timeout * 3, builder.build()).await {
