@@ -6,7 +6,8 @@
 //! register the message id with the reply router (once: retries reuse the id)
 //! for each attempt while attempts and deadline remain:
 //!     send the request (expiration = what is left of the deadline)
-//!         no route / connection lost ──► back off, next attempt
+//!         no route / connection lost ──► back off, next attempt (uses up no attempt until
+//!                                        undeliverable for one attempt timeout)
 //!     wait for a reply, at most min(attempt timeout, what is left of the deadline)
 //!     (the last attempt waits for all that is left of the deadline)
 //!         reply ──────────────────────► decode as the response type, done
@@ -125,7 +126,8 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
 
     /// Ends the call no later than `at`, whatever its deadline: for a call made while handling
     /// a request, the time that request's caller stops waiting. A time already past fails
-    /// the call with `Timeout` without sending it.
+    /// the call with `Timeout` without sending it. Only tightens: given twice, the earlier
+    /// time holds.
     ///
     /// ```
     /// # use std::time::{Duration, SystemTime};
@@ -146,7 +148,7 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
     /// # }
     /// ```
     pub fn not_after(mut self, at: SystemTime) -> Self {
-        self.options.not_after = Some(at);
+        self.options.not_after = Some(self.options.not_after.map_or(at, |earlier| earlier.min(at)));
         self
     }
 
@@ -248,13 +250,14 @@ async fn execute(
     let inner = client.inner();
     let inst = inner.instrumenter.as_ref();
     let buckets = Buckets::new(&request.service, &request.endpoint);
+    // One reading of each clock: the deadline sent is then never later than `not_after`.
+    let (started, now) = (Instant::now(), SystemTime::now());
     let mut budget = options.deadline.min(MAX_DEADLINE);
     if let Some(at) = options.not_after {
-        budget = budget.min(at.duration_since(SystemTime::now()).unwrap_or_default());
+        budget = budget.min(at.duration_since(now).unwrap_or_default());
     }
-    let started = Instant::now();
     let deadline = started + budget;
-    request.deadline = Some(SystemTime::now() + budget);
+    request.deadline = Some(now + budget);
     request.reply_to = inner.transport.instance_queue().to_owned();
     request.from = client.from_name().to_owned();
 
@@ -271,8 +274,12 @@ async fn execute(
         .without_max_times()
         .build();
     let mut last_error = None;
+    // Since when every send has come back undelivered (no route, connection lost).
+    let mut undelivered_since: Option<Instant> = None;
 
-    for attempt in 1..=options.attempts {
+    let mut attempt = 0;
+    while attempt < options.attempts {
+        attempt += 1;
         let attempt_started = Instant::now();
         let Some(remaining) = deadline
             .checked_duration_since(attempt_started)
@@ -336,6 +343,16 @@ async fn execute(
         inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
         if !failure.is_retryable() {
             return Err(record(inst, in_context(failure, &request)));
+        }
+        // A request that could not be delivered (the service's queue is gone while its only
+        // instance restarts or reconnects, or our connection is) uses up no attempt until it
+        // has been undeliverable for one attempt timeout: a brief gap is ridden through, and
+        // a service nobody serves still fails well before a long deadline.
+        if matches!(failure.kind(), Kind::NoRoute | Kind::ConnectionLost) {
+            let since = *undelivered_since.get_or_insert(attempt_started);
+            if since.elapsed() < options.attempt_timeout {
+                attempt -= 1;
+            }
         }
         last_error = Some(failure);
         pause(&mut backoff, attempt, options, deadline).await;

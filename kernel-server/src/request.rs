@@ -175,7 +175,9 @@ impl RequestContext {
     /// A call made on behalf of this request, as H2's `ScopedRequest`: it carries the
     /// request's session and trace ids, names this request as its parent, and ends no later
     /// than this request's deadline (the caller will not wait longer for anything it causes).
-    /// The rest starts from `client`'s defaults, and the builder's setters still apply.
+    /// The rest, `from` included, comes from `client` (give a service's handlers a client
+    /// made with [`Client::calling_as`] the service's name); the builder's setters still
+    /// apply, and [`Call::not_after`] can only bring the end forward.
     ///
     /// ```
     /// use kernel_client::Client;
@@ -184,7 +186,7 @@ impl RequestContext {
     /// use kernel_transport::InProcessTransport;
     ///
     /// let client = Client::new(InProcessTransport::new());
-    /// let calls = client.clone();
+    /// let calls = client.calling_as("com.example.frontend");
     /// // Healthy if the users service is: asked for this request's session and trace, and
     /// // given up when this request's caller gives up.
     /// let check = move |request: Request<HealthRequest>| {

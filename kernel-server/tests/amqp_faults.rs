@@ -121,7 +121,7 @@ async fn a_client_whose_connection_drops_mid_call_ends_it_in_time_and_recovers()
     let again: HelloResponse = client.call(&name, "hello", &hello("bob")).await.unwrap();
     assert_eq!(again.greeting, "hello, bob");
     assert!(
-        proxy.connections() >= 2,
+        proxy.accepted() >= 2,
         "the client reconnected through the proxy"
     );
     running.stop().await;
@@ -159,11 +159,10 @@ async fn a_partitioned_client_fails_its_call_by_the_deadline() {
     .await
     .expect("the call outlived its deadline");
     let error = outcome.unwrap_err();
-    assert!(started.elapsed() < deadline + MARGIN);
-    assert!(
-        matches!(error.kind(), Kind::Timeout | Kind::ConnectionLost),
-        "{error:?}"
-    );
+    // Nothing is answered and nothing closed: the call waits out its deadline, then times out.
+    assert_eq!(error.kind(), Kind::Timeout, "{error:?}");
+    let waited = started.elapsed();
+    assert!(waited >= deadline, "ended early, after {waited:?}");
     running.stop().await;
 }
 
@@ -192,7 +191,7 @@ async fn a_service_whose_connection_drops_serves_again() {
     let again: HelloResponse = client.call(&name, "hello", &hello("after")).await.unwrap();
     assert_eq!(again.greeting, "hello, after");
     assert!(
-        proxy.connections() >= 2,
+        proxy.accepted() >= 2,
         "the service reconnected through the proxy"
     );
     running.stop().await;

@@ -23,7 +23,7 @@ pub const MAX_HOLD_FOR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// `hold_for` if it lies within `minimum..=MAX_HOLD_FOR`, else [`SyncError::InvalidHoldFor`].
-pub(crate) fn check_hold_for(hold_for: Duration, minimum: Duration) -> Result<Duration, SyncError> {
+fn check_hold_for(hold_for: Duration, minimum: Duration) -> Result<Duration, SyncError> {
     if hold_for < minimum || hold_for > MAX_HOLD_FOR {
         return Err(SyncError::InvalidHoldFor {
             hold_for,
@@ -63,6 +63,31 @@ impl LockSpec {
             wait_for: DEFAULT_WAIT_FOR,
             hold_for: None,
         }
+    }
+
+    /// The hold time to use: the one asked for, else the backend's `default`, checked
+    /// against the backend's `minimum` and [`MAX_HOLD_FOR`]. For implementors of
+    /// [`LockBackend`].
+    ///
+    /// # Errors
+    /// [`SyncError::InvalidHoldFor`] outside that range.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kernel_sync::{LockId, LockSpec, SyncError};
+    ///
+    /// let mut spec = LockSpec::new(LockId::new("close")?);
+    /// assert_eq!(spec.checked_hold_for(Duration::from_secs(2), Duration::from_secs(1))?, Duration::from_secs(2));
+    /// spec.hold_for = Some(Duration::from_millis(10));
+    /// assert!(spec.checked_hold_for(Duration::from_secs(2), Duration::from_secs(1)).is_err());
+    /// # Ok::<(), SyncError>(())
+    /// ```
+    pub fn checked_hold_for(
+        &self,
+        default: Duration,
+        minimum: Duration,
+    ) -> Result<Duration, SyncError> {
+        check_hold_for(self.hold_for.unwrap_or(default), minimum)
     }
 }
 
@@ -186,7 +211,8 @@ impl<'a, B: LockBackend> LockRequest<'a, B> {
         self
     }
 
-    /// How long the lock may be held (default and minimum: the backend's). On ZooKeeper and
+    /// How long the lock may be held (default and minimum: the backend's; at most
+    /// [`MAX_HOLD_FOR`]). On ZooKeeper and
     /// in memory this bounds how long a holder that never unlocks blocks others; on Cassandra
     /// it is the lease, renewed while the guard lives.
     pub fn hold_for(mut self, hold_for: Duration) -> Self {
@@ -203,7 +229,9 @@ impl<'a, B: LockBackend> LockRequest<'a, B> {
     ///
     /// # Cancellation safety
     /// Cancel-safe: dropping the future leaves no lock held and no node behind (the engine
-    /// is cleaned in the background).
+    /// is cleaned in the background). One exception, on Cassandra: a claim still in flight
+    /// when the future is dropped can land after the clean-up, and then blocks others until
+    /// its TTL (`hold_for` plus up to three seconds).
     ///
     /// # Fencing
     /// The guard's [`fencing_token`](LockGuard::fencing_token) is higher than every token

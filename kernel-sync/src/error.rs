@@ -41,8 +41,9 @@ pub type BackendSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
-    /// The lock was held by someone else for the whole `wait_for`. Nothing of ours is left
-    /// behind (our ZooKeeper node was removed, our Cassandra claim never applied).
+    /// The lock was held by someone else for the whole `wait_for`. Our ZooKeeper node was
+    /// removed; a Cassandra claim that may have applied is deleted in the background (one
+    /// still in flight can land after that, and then blocks others until its TTL).
     #[error("lock {id} is held elsewhere: not acquired within {waited:?}")]
     Contended {
         /// The lock asked for.
@@ -70,7 +71,7 @@ pub enum SyncError {
     },
 
     /// `hold_for` is below the backend's minimum (1 s for region locks, 2 s for the global
-    /// lock, as in H2).
+    /// lock, as in H2) or above [`MAX_HOLD_FOR`](crate::MAX_HOLD_FOR) (365 days).
     #[error("hold_for {hold_for:?} is outside {minimum:?}..={maximum:?}")]
     InvalidHoldFor {
         /// The hold time asked for.

@@ -79,7 +79,7 @@ pub use backend::{
     DEFAULT_WAIT_FOR, Election, ElectionExt, LockBackend, LockBackendExt, LockRequest, LockSpec,
     MAX_HOLD_FOR,
 };
-pub(crate) use backend::{REGION_DEFAULT_HOLD_FOR, REGION_MIN_HOLD_FOR, after, check_hold_for};
+pub(crate) use backend::{REGION_DEFAULT_HOLD_FOR, REGION_MIN_HOLD_FOR, after};
 #[cfg(feature = "cassandra")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
 pub use cassandra::{CassandraGlobalLock, CassandraGlobalLockBuilder};
@@ -89,6 +89,11 @@ pub use guard::{GuardControl, Leadership, LockGuard, ReleaseRequest};
 pub use id::{LockId, MAX_ID_LEN, MAX_NAMESPACE_LEN, Namespace};
 pub use loss::{LossReason, LossSignal};
 pub use memory::MemoryLockBackend;
+/// The Cassandra driver the global lock is built on, for
+/// [`CassandraGlobalLockBuilder::session_builder`].
+#[cfg(feature = "cassandra")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
+pub use scylla;
 #[cfg(feature = "zookeeper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
 pub use zookeeper::{ZkLockBackend, ZkLockBackendBuilder};

@@ -231,7 +231,11 @@ async fn waiting_for_ever_is_not_an_overflow() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the waiter gave up");
     held.unlock().await.unwrap();
-    let next = waiting.await.unwrap().unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiter took the lock")
+        .unwrap()
+        .unwrap();
     next.unlock().await.unwrap();
 }
 

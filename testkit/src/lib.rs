@@ -81,11 +81,31 @@ pub async fn bounded<T>(what: &str, future: impl IntoFuture<Output = T>) -> T {
 ///   dropped, nothing is answered, nothing is closed, as a network partition looks to both
 ///   ends. [`restore`](Proxy::restore) lets new connections through again (the black-holed
 ///   ones stay dead).
-/// * [`reset`](Proxy::reset) closes every open connection at once, as a broker restart or a
-///   dropped link looks to the client; new connections go through.
+/// * [`reset`](Proxy::reset) closes every open connection at once, black-holed ones too, as
+///   a broker restart or a dropped link looks to the client; new connections go through
+///   (unless cut).
 ///
-/// Dropping the proxy stops accepting; connections already forwarded live on until an end
-/// closes them.
+/// Dropping the last clone closes the listener and every connection.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let proxy = kernel_testkit::Proxy::start(&upstream.local_addr().unwrap().to_string()).await;
+/// let mut client = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+/// let (mut server, _) = upstream.accept().await.unwrap();
+/// client.write_all(b"ping").await.unwrap();
+/// let mut got = [0; 4];
+/// server.read_exact(&mut got).await.unwrap();
+/// assert_eq!(&got, b"ping");
+///
+/// proxy.reset();
+/// assert_eq!(client.read(&mut got).await.unwrap(), 0, "closed by the reset");
+/// assert_eq!(proxy.accepted(), 1);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Proxy {
     addr: SocketAddr,
@@ -96,15 +116,16 @@ pub struct Proxy {
 #[derive(Clone, Copy, Debug, Default)]
 struct ProxyState {
     cut: bool,
-    /// Bumped by every reset: connections opened under an older generation close.
+    /// Bumped by every reset: connections accepted under an older generation close.
     generation: u64,
 }
 
 impl Proxy {
-    /// Starts a proxy to `upstream` (`host:port`) on `127.0.0.1`, on a free port.
+    /// Starts a proxy to `upstream` (`host:port`) on `127.0.0.1`, on a free port, serving
+    /// from tasks on the current Tokio runtime.
     ///
     /// # Panics
-    /// If no loopback port can be bound.
+    /// Outside a Tokio runtime, or if no loopback port can be bound.
     pub async fn start(upstream: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -112,26 +133,35 @@ impl Proxy {
         let addr = listener.local_addr().expect("the proxy's address");
         let state = Arc::new(watch::Sender::new(ProxyState::default()));
         let upstream = upstream.to_owned();
-        let accepting = Arc::downgrade(&state);
+        let mut states = state.subscribe();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counting = Arc::clone(&accepted);
         tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Some(state) = accepting.upgrade() else {
-                    return;
+            loop {
+                let client = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((client, _)) => client,
+                        Err(_) => return,
+                    },
+                    // Every clone of the proxy is gone: stop listening.
+                    closed = states.changed() => match closed {
+                        Ok(()) => continue,
+                        Err(_) => return,
+                    },
                 };
                 counting.fetch_add(1, Ordering::SeqCst);
-                let state = state.subscribe();
+                let at_accept = *states.borrow();
+                let state = states.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    if state.borrow().cut {
-                        black_hole(client).await;
+                    if at_accept.cut {
+                        black_hole(client, state, at_accept.generation).await;
                         return;
                     }
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    forward(client, server, state).await;
+                    forward(client, server, state, at_accept.generation).await;
                 });
             }
         });
@@ -142,11 +172,6 @@ impl Proxy {
         }
     }
 
-    /// How many connections the proxy has accepted so far.
-    pub fn connections(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
     /// The proxy's listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -155,6 +180,11 @@ impl Proxy {
     /// `127.0.0.1:<port>`, for a client's connect string.
     pub fn address(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// How many connections the proxy has accepted so far (open or closed).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Black-holes every connection, open and new.
@@ -173,10 +203,19 @@ impl Proxy {
     }
 }
 
+/// Whether the connection of `generation` must close: reset since, or the proxy is gone.
+async fn closing(state: &mut watch::Receiver<ProxyState>, generation: u64) {
+    let _ = state.wait_for(|state| state.generation != generation).await;
+}
+
 /// Copies both ways until cut (then reads and drops everything, holding both sockets open) or
 /// reset (then closes both).
-async fn forward(client: TcpStream, server: TcpStream, mut state: watch::Receiver<ProxyState>) {
-    let generation = state.borrow_and_update().generation;
+async fn forward(
+    client: TcpStream,
+    server: TcpStream,
+    mut state: watch::Receiver<ProxyState>,
+    generation: u64,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let pump = async {
@@ -203,19 +242,36 @@ async fn forward(client: TcpStream, server: TcpStream, mut state: watch::Receive
     if !matches!(cut, Ok(true)) {
         return; // reset (or the proxy is gone): dropping the halves closes both connections
     }
-    let (mut up, mut down) = ([0_u8; 8192], [0_u8; 8192]);
-    loop {
-        tokio::select! {
-            read = client_read.read(&mut up) => if matches!(read, Ok(0) | Err(_)) { break },
-            read = server_read.read(&mut down) => if matches!(read, Ok(0) | Err(_)) { break },
+    // Cut: read and drop both ways, keeping the write halves (and so the connections) open
+    // until both ends give up or a reset closes them.
+    let swallow = async {
+        let (mut up, mut down) = ([0_u8; 8192], [0_u8; 8192]);
+        loop {
+            tokio::select! {
+                read = client_read.read(&mut up) => if matches!(read, Ok(0) | Err(_)) { break },
+                read = server_read.read(&mut down) => if matches!(read, Ok(0) | Err(_)) { break },
+            }
         }
+    };
+    tokio::select! {
+        () = swallow => {}
+        () = closing(&mut state, generation) => {}
     }
-    // Keep the write halves (and so the connections) open until both ends give up.
     drop((client_write, server_write));
 }
 
-/// Accepts bytes and never answers.
-async fn black_hole(mut client: TcpStream) {
-    let mut sink = [0_u8; 8192];
-    while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+/// Accepts bytes and never answers, until the client closes or a reset closes it.
+async fn black_hole(
+    mut client: TcpStream,
+    mut state: watch::Receiver<ProxyState>,
+    generation: u64,
+) {
+    let swallow = async {
+        let mut sink = [0_u8; 8192];
+        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        () = swallow => {}
+        () = closing(&mut state, generation) => {}
+    }
 }

@@ -743,6 +743,41 @@ pub async fn calls_made_for_a_request_inherit_its_context(harness: impl Harness)
     back_running.stop().await;
 }
 
+/// A call to a service that starts serving a moment later (its only instance restarting)
+/// succeeds even with one attempt: an undeliverable request uses up no attempt for the first
+/// attempt timeout.
+pub async fn a_call_rides_through_a_brief_absence_of_its_service(harness: impl Harness) {
+    let name = unique("absent");
+    let caller = client(&harness).await;
+    let call = {
+        let name = name.clone();
+        tokio::spawn(async move {
+            caller
+                .call::<_, HelloResponse>(&name, "hello", &hello("early"))
+                .attempts(1)
+                .attempt_timeout(Duration::from_secs(3))
+                .deadline(Duration::from_secs(10))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !call.is_finished(),
+        "the call gave up while the service was away"
+    );
+    let service = greeter(&name, "a", Arc::new(Seen::default()))
+        .client(&client(&harness).await)
+        .build()
+        .unwrap();
+    let running = serve(service).await;
+    let reply = bounded("the call once the service serves", call)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.greeting, "hello, early");
+    running.stop().await;
+}
+
 /// Generates one `#[tokio::test]` per case for a harness expression.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -754,7 +789,8 @@ macro_rules! conformance_suite {
             late_reply_to_attempt_one_completes_the_call, stray_reply_is_ignored,
             heartbeat_to_an_instance_is_answered, an_answered_request_retried_is_answered_from_the_cache,
             two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls,
-            calls_made_for_a_request_inherit_its_context);
+            calls_made_for_a_request_inherit_its_context,
+            a_call_rides_through_a_brief_absence_of_its_service);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(

@@ -32,17 +32,19 @@ const FOREGROUND_WITHDRAW: Duration = Duration::from_secs(2);
 ///
 /// * **acquire**: a SERIAL read; if nobody holds the lock, one lightweight transaction sets
 ///   the holder (with `USING TTL` = `hold_for` rounded up to whole seconds, plus one second
-///   because Cassandra truncates the write time to the second) and advances the
+///   because Cassandra truncates the write time to the second, plus one second of margin
+///   against the coordinators' clock offset) and advances the
 ///   fence, on condition that nobody holds it and the fence is still what was read. The
 ///   advanced fence is the [`FencingToken`]: it comes from the compare-and-set, never from a
 ///   clock. While someone else holds it, the read is repeated every 20–40 ms (as H2 did)
 ///   until `wait_for` has passed: then [`SyncError::Contended`].
 /// * **hold**: the lease is refreshed every 0.75 × `hold_for` (a conditional update that
 ///   renews the TTL only if we still hold it). A refresh that finds someone else holding,
-///   or that cannot be confirmed before the lease (counted from when the claim or last
-///   refresh was *sent*) runs out, fires [`LossReason::RefreshFailed`](crate::LossReason::RefreshFailed).
-///   A crashed holder stops refreshing and its claim expires within `hold_for` plus one or
-///   two seconds (the TTL's rounding).
+///   or that cannot be confirmed before the lease (counted from when the claim, or the first
+///   refresh since the last confirmed one, was *sent*) runs out, fires
+///   [`LossReason::RefreshFailed`](crate::LossReason::RefreshFailed). A crashed holder stops
+///   refreshing and its claim expires within `hold_for` plus up to three seconds (the TTL's
+///   rounding and margin).
 /// * **release**: a conditional delete of our claim; the next contender's read finds the
 ///   lock free at once.
 ///
@@ -60,7 +62,7 @@ const FOREGROUND_WITHDRAW: Duration = Duration::from_secs(2);
 /// ```text
 /// CREATE TABLE <keyspace>.global_locks (
 ///   name   text PRIMARY KEY,  -- '<namespace>/<lock id>'
-///   holder uuid,              -- the holder's claim id, written with a TTL of hold_for + 1 s; null when free
+///   holder uuid,              -- the holder's claim id, written with a TTL of ceil(hold_for) + 2 s; null when free
 ///   fence  bigint             -- the last fencing token granted; never expires
 /// );
 /// ```
@@ -196,13 +198,14 @@ impl CassandraGlobalLockBuilder {
     }
 
     /// Starts from a driver session builder of your own, for what this builder does not set:
-    /// credentials, TLS, address translation, load balancing. The hosts and the connect
-    /// timeout given here are added to it.
+    /// credentials, TLS, address translation, load balancing. The hosts given here are added
+    /// to its known nodes, and this builder's connect timeout overrides its own. The driver is
+    /// re-exported as [`kernel_sync::scylla`](crate::scylla), so the versions match.
     ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> Result<(), kernel_sync::SyncError> {
     /// use kernel_sync::{CassandraGlobalLock, Namespace};
-    /// use scylla::client::session_builder::SessionBuilder;
+    /// use kernel_sync::scylla::client::session_builder::SessionBuilder;
     ///
     /// let driver = SessionBuilder::new().user("billing", "s3cret");
     /// let locks = CassandraGlobalLock::builder("10.0.0.5:9042", Namespace::new("com.example.billing")?)
@@ -451,10 +454,7 @@ impl CassandraGlobalLock {
 
 impl LockBackend for CassandraGlobalLock {
     async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
-        let hold_for = crate::check_hold_for(
-            spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR),
-            Self::MIN_HOLD_FOR,
-        )?;
+        let hold_for = spec.checked_hold_for(Self::DEFAULT_HOLD_FOR, Self::MIN_HOLD_FOR)?;
         // Within MAX_HOLD_FOR, far below Cassandra's 20-year TTL limit.
         let ttl = i32::try_from(ttl_secs(hold_for)).unwrap_or(i32::MAX);
         let started = Instant::now();

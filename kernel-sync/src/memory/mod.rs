@@ -311,10 +311,7 @@ impl Hold {
 
 impl LockBackend for MemoryLockBackend {
     async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
-        let hold_for = crate::check_hold_for(
-            spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR),
-            Self::MIN_HOLD_FOR,
-        )?;
+        let hold_for = spec.checked_hold_for(Self::DEFAULT_HOLD_FOR, Self::MIN_HOLD_FOR)?;
         let started = Instant::now();
         let key = (Kind::Lock, self.namespace.clone(), spec.id.clone());
         let taken = self

@@ -407,10 +407,7 @@ fn token(czxid: i64) -> FencingToken {
 
 impl LockBackend for ZkLockBackend {
     async fn acquire(&self, spec: LockSpec) -> Result<LockGuard, SyncError> {
-        let hold_for = crate::check_hold_for(
-            spec.hold_for.unwrap_or(Self::DEFAULT_HOLD_FOR),
-            Self::MIN_HOLD_FOR,
-        )?;
+        let hold_for = spec.checked_hold_for(Self::DEFAULT_HOLD_FOR, Self::MIN_HOLD_FOR)?;
         let started = Instant::now();
         let wait_until = crate::after(started, spec.wait_for);
         // What the node records: the latest moment our guard could still hold the lock.
