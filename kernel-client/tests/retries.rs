@@ -58,6 +58,23 @@ async fn the_last_retryable_error_is_returned_when_attempts_run_out() {
     assert_eq!(mock.calls(SVC, "hello"), 2);
 }
 
+/// A handler that answers `error` is called once by a call allowed three attempts, and the
+/// call returns an error of the same kind; `how` names the case in the failure message.
+async fn answered_once(error: Error, how: &str) {
+    let kind = error.kind();
+    let mock = MockClient::new().stub(SVC, "hello", move |_: HelloRequest| {
+        Err::<HelloResponse, _>(error.clone())
+    });
+    let got = mock
+        .client()
+        .call::<_, HelloResponse>(SVC, "hello", &hello())
+        .attempts(3)
+        .await
+        .unwrap_err();
+    assert_eq!(got.kind(), kind);
+    assert_eq!(mock.calls(SVC, "hello"), 1, "{kind:?}{how} was retried");
+}
+
 /// Error replies a handler chose are answers: sent once, returned as they are.
 #[tokio::test]
 async fn non_retryable_error_replies_are_not_retried() {
@@ -67,18 +84,7 @@ async fn non_retryable_error_replies_are_not_retried() {
         Error::internal_server_error("x.bug", "no"),
         Error::forbidden("x.denied", "no"),
     ] {
-        let kind = error.kind();
-        let mock = MockClient::new().stub(SVC, "hello", move |_: HelloRequest| {
-            Err::<HelloResponse, _>(error.clone())
-        });
-        let got = mock
-            .client()
-            .call::<_, HelloResponse>(SVC, "hello", &hello())
-            .attempts(3)
-            .await
-            .unwrap_err();
-        assert_eq!(got.kind(), kind);
-        assert_eq!(mock.calls(SVC, "hello"), 1, "{kind:?} was retried");
+        answered_once(error, "").await;
     }
 }
 
@@ -163,22 +169,7 @@ async fn retryable_kinds_relayed_in_error_replies_are_not_retried() {
         Error::timeout("kernel.client.timeout", "the database did not answer"),
         Error::connection_lost("kernel.transport.connectionlost", "the broker went away"),
     ] {
-        let kind = error.kind();
-        let mock = MockClient::new().stub(SVC, "hello", move |_: HelloRequest| {
-            Err::<HelloResponse, _>(error.clone())
-        });
-        let got = mock
-            .client()
-            .call::<_, HelloResponse>(SVC, "hello", &hello())
-            .attempts(3)
-            .await
-            .unwrap_err();
-        assert_eq!(got.kind(), kind);
-        assert_eq!(
-            mock.calls(SVC, "hello"),
-            1,
-            "{kind:?} relayed by a handler was retried"
-        );
+        answered_once(error, " relayed by a handler").await;
     }
 }
 

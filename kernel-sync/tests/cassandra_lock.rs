@@ -239,31 +239,14 @@ async fn the_table_is_created_on_first_use_and_acquires_are_counted() {
     )
     .await
     .unwrap();
-    let held = backend.lock("month-end").acquire().await.unwrap();
-    assert_eq!(held.fencing_token(), FencingToken::new(1));
-    let refused = backend
-        .lock("month-end")
-        .wait_for(Duration::ZERO)
-        .acquire()
-        .await
-        .unwrap_err();
-    assert!(matches!(refused, SyncError::Contended { .. }), "{refused}");
-    held.unlock().await.unwrap();
-    let snapshot = memory.snapshot();
-    assert_eq!(
-        snapshot
-            .timing("sync.globaltimedlock.acquire")
-            .map(|t| t.count),
-        Some(2)
-    );
-    assert_eq!(
-        snapshot.counter("sync.globaltimedlock.acquire.success"),
-        Some(1)
-    );
-    assert_eq!(
-        snapshot.counter("sync.globaltimedlock.acquire.failure"),
-        Some(1)
-    );
+    let token = support::acquires_are_timed_and_counted(
+        &backend,
+        &memory,
+        "sync.globaltimedlock",
+        "month-end",
+    )
+    .await;
+    assert_eq!(token, FencingToken::new(1));
     let raw = raw_session().await;
     raw.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
         .await

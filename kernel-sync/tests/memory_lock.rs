@@ -1,6 +1,8 @@
 //! The in-memory backend's locks: exclusion, fencing, waiting, expiry, loss, cancellation.
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -258,18 +260,5 @@ async fn namespaces_keep_equal_ids_apart() {
 async fn acquires_are_timed_and_counted() {
     let memory = MemoryInstrumenter::new();
     let backend = backend().instrumenter(Arc::new(memory.clone()));
-    let held = backend.lock("close").acquire().await.unwrap();
-    let _ = backend
-        .lock("close")
-        .wait_for(Duration::ZERO)
-        .acquire()
-        .await;
-    held.unlock().await.unwrap();
-    let snapshot = memory.snapshot();
-    assert_eq!(
-        snapshot.timing("sync.regionlock.acquire").map(|t| t.count),
-        Some(2)
-    );
-    assert_eq!(snapshot.counter("sync.regionlock.acquire.success"), Some(1));
-    assert_eq!(snapshot.counter("sync.regionlock.acquire.failure"), Some(1));
+    support::acquires_are_timed_and_counted(&backend, &memory, "sync.regionlock", "close").await;
 }

@@ -426,18 +426,5 @@ async fn acquires_are_timed_and_counted() {
         .connect()
         .await
         .unwrap();
-    let held = backend.lock("close").acquire().await.unwrap();
-    let _ = backend
-        .lock("close")
-        .wait_for(Duration::ZERO)
-        .acquire()
-        .await;
-    held.unlock().await.unwrap();
-    let snapshot = memory.snapshot();
-    assert_eq!(
-        snapshot.timing("sync.regionlock.acquire").map(|t| t.count),
-        Some(2)
-    );
-    assert_eq!(snapshot.counter("sync.regionlock.acquire.success"), Some(1));
-    assert_eq!(snapshot.counter("sync.regionlock.acquire.failure"), Some(1));
+    support::acquires_are_timed_and_counted(&backend, &memory, "sync.regionlock", "close").await;
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[allow(unused_imports)] // the in-memory backend's tests need no engine
 pub(crate) use kernel_testkit::engine_address;
 
 /// A name no other test run uses, for namespaces, lock ids and keyspaces (underscores: a
@@ -66,4 +67,47 @@ pub(crate) async fn eight_tasks_increment_a_counter<B>(
     assert_eq!(*counter.lock().unwrap(), 400);
     let tokens = tokens.lock().unwrap();
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
+/// The metrics check every backend passes: one acquire of `id` that succeeds and, while it is
+/// held, one that is refused at once; both are timed under `<prefix>.acquire` and counted as
+/// `<prefix>.acquire.success` and `.failure` in `memory` (the backend's instrumenter). Returns
+/// the first holder's token.
+pub(crate) async fn acquires_are_timed_and_counted<B>(
+    backend: &B,
+    memory: &kernel_inst::MemoryInstrumenter,
+    prefix: &str,
+    id: &str,
+) -> kernel_sync::FencingToken
+where
+    B: kernel_sync::LockBackend,
+{
+    use kernel_sync::{LockBackendExt, SyncError};
+
+    let held = backend.lock(id).acquire().await.unwrap();
+    let token = held.fencing_token();
+    let refused = backend
+        .lock(id)
+        .wait_for(Duration::ZERO)
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, SyncError::Contended { .. }), "{refused}");
+    held.unlock().await.unwrap();
+    let snapshot = memory.snapshot();
+    assert_eq!(
+        snapshot
+            .timing(&format!("{prefix}.acquire"))
+            .map(|t| t.count),
+        Some(2)
+    );
+    assert_eq!(
+        snapshot.counter(&format!("{prefix}.acquire.success")),
+        Some(1)
+    );
+    assert_eq!(
+        snapshot.counter(&format!("{prefix}.acquire.failure")),
+        Some(1)
+    );
+    token
 }
