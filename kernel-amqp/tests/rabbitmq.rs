@@ -1,0 +1,228 @@
+//! kernel-amqp against a real RabbitMQ (`cargo xtask services up`): the protocol paths the
+//! transport uses, and the inputs a strict client cannot read.
+#![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use kernel_amqp::{
+    Channel, Confirmation, ConnectOptions, Connection, Consumer, DecodeError, Error, FieldTable,
+    FieldValue, Limits, Properties, QueueOptions, ShortString,
+};
+use kernel_testkit::{bounded, engine_address, unique};
+
+fn url() -> String {
+    engine_address("KERNEL_AMQP_URL")
+}
+
+async fn connect(limits: Limits) -> Connection {
+    let options = ConnectOptions::from_url(&url()).unwrap().limits(limits);
+    bounded("connecting", Connection::connect(options))
+        .await
+        .unwrap()
+}
+
+/// A channel with a fresh auto-deleted queue, consumed with acks.
+async fn queue(connection: &Connection) -> (Channel, String, Consumer) {
+    let channel = connection.open_channel().await.unwrap();
+    let name = unique("amqp");
+    let options = QueueOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(&name, options, FieldTable::new())
+        .await
+        .unwrap();
+    channel.basic_qos(10).await.unwrap();
+    let consumer = channel
+        .basic_consume(&name, &name, false, 10)
+        .await
+        .unwrap();
+    (channel, name, consumer)
+}
+
+#[tokio::test]
+async fn a_message_goes_round_with_confirms_and_acks() {
+    let connection = connect(Limits::default()).await;
+    let (channel, name, mut consumer) = queue(&connection).await;
+    let publisher = connection.open_channel().await.unwrap();
+    publisher.confirm_select().await.unwrap();
+    let mut headers = FieldTable::new();
+    headers.insert("service", FieldValue::text("greeter"));
+    let mut properties = Properties::default();
+    properties.message_id = Some("m-1".into());
+    properties.headers = Some(headers);
+    // Larger than one frame: split and reassembled.
+    let body = vec![7u8; 300_000];
+    let confirmed = publisher
+        .basic_publish("", &name, true, &properties, &body)
+        .await
+        .unwrap();
+    assert_eq!(confirmed, Confirmation::Ack);
+
+    let delivery = bounded("the delivery", consumer.next()).await.unwrap();
+    assert_eq!(delivery.properties.as_ref().unwrap(), &properties);
+    assert_eq!(delivery.body.len(), body.len());
+    assert_eq!(delivery.routing_key.as_bytes(), name.as_bytes());
+    channel
+        .basic_ack(delivery.delivery_tag, false)
+        .await
+        .unwrap();
+
+    let unroutable = publisher
+        .basic_publish("", &unique("nobody"), true, &properties, b"x")
+        .await
+        .unwrap();
+    assert_eq!(unroutable, Confirmation::Returned);
+    connection.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn strings_that_are_not_utf8_arrive_as_bytes() {
+    let connection = connect(Limits::default()).await;
+    let (channel, name, mut consumer) = queue(&connection).await;
+    let bad = ShortString::from(Bytes::from_static(&[0xc3, 0x28, 0xff]));
+    let mut headers = FieldTable::new();
+    headers.insert(
+        bad.clone(),
+        FieldValue::LongString(Bytes::from_static(&[0xfe])),
+    );
+    let mut properties = Properties::default();
+    properties.message_id = Some(bad.clone());
+    properties.reply_to = Some(bad.clone());
+    properties.correlation_id = Some(bad.clone());
+    properties.headers = Some(headers);
+    channel
+        .basic_publish("", &name, false, &properties, b"")
+        .await
+        .unwrap();
+    let delivery = bounded("the delivery", consumer.next()).await.unwrap();
+    let received = delivery.properties.unwrap();
+    assert_eq!(received.reply_to, Some(bad.clone()));
+    assert_eq!(received.message_id, Some(bad));
+    channel
+        .basic_ack(delivery.delivery_tag, false)
+        .await
+        .unwrap();
+    assert!(!connection.is_closed());
+}
+
+#[tokio::test]
+async fn deep_tables_and_large_bodies_arrive_as_malformed_and_the_connection_stays() {
+    let connection = connect(Limits::default().max_body(1024)).await;
+    let (channel, name, mut consumer) = queue(&connection).await;
+
+    let mut table = FieldTable::new();
+    for _ in 0..50 {
+        let mut outer = FieldTable::new();
+        outer.insert("t", FieldValue::Table(table));
+        table = outer;
+    }
+    let mut deep = Properties::default();
+    deep.headers = Some(table);
+    channel
+        .basic_publish("", &name, false, &deep, b"deep")
+        .await
+        .unwrap();
+    channel
+        .basic_publish("", &name, false, &Properties::default(), &[1u8; 4096])
+        .await
+        .unwrap();
+    channel
+        .basic_publish("", &name, false, &Properties::default(), b"fine")
+        .await
+        .unwrap();
+
+    let first = bounded("the deep one", consumer.next()).await.unwrap();
+    assert!(
+        matches!(first.properties, Err(DecodeError::TooDeep(_))),
+        "{first:?}"
+    );
+    let second = bounded("the large one", consumer.next()).await.unwrap();
+    assert!(
+        matches!(
+            second.properties,
+            Err(DecodeError::TooLarge { size: 4096, .. })
+        ),
+        "{second:?}"
+    );
+    assert!(second.body.is_empty());
+    let third = bounded("the fine one", consumer.next()).await.unwrap();
+    assert_eq!(&third.body[..], b"fine");
+    for delivery in [first, second] {
+        channel
+            .basic_reject(delivery.delivery_tag, false)
+            .await
+            .unwrap();
+    }
+    channel.basic_ack(third.delivery_tag, false).await.unwrap();
+    assert!(!connection.is_closed());
+}
+
+#[tokio::test]
+async fn what_cannot_be_sent_is_refused_before_it_is_sent() {
+    let connection = connect(Limits::default()).await;
+    let (channel, name, mut consumer) = queue(&connection).await;
+    let mut headers = FieldTable::new();
+    headers.insert("big", FieldValue::text(&"x".repeat(connection.frame_max())));
+    let mut properties = Properties::default();
+    properties.headers = Some(headers);
+    let refused = channel
+        .basic_publish("", &name, false, &properties, b"")
+        .await;
+    assert!(
+        matches!(refused, Err(Error::TooLarge { .. })),
+        "{refused:?}"
+    );
+    let long = channel
+        .basic_publish("", &"q".repeat(256), false, &Properties::default(), b"")
+        .await;
+    assert!(
+        matches!(long, Err(Error::ShortStringTooLong { len: 256 })),
+        "{long:?}"
+    );
+
+    channel
+        .basic_publish("", &name, false, &Properties::default(), b"after")
+        .await
+        .unwrap();
+    let delivery = bounded("the delivery", consumer.next()).await.unwrap();
+    assert_eq!(&delivery.body[..], b"after");
+}
+
+#[tokio::test]
+async fn a_channel_the_broker_closes_fails_alone() {
+    let connection = connect(Limits::default()).await;
+    let channel = connection.open_channel().await.unwrap();
+    let name = unique("exchange");
+    channel
+        .exchange_declare(&name, kernel_amqp::ExchangeKind::Direct, false)
+        .await
+        .unwrap();
+    let conflict = channel
+        .exchange_declare(&name, kernel_amqp::ExchangeKind::Topic, false)
+        .await;
+    assert!(
+        matches!(conflict, Err(Error::ChannelClosed { code: 406, .. })),
+        "{conflict:?}"
+    );
+    let after = channel.basic_qos(1).await;
+    assert!(
+        matches!(after, Err(Error::ChannelClosed { .. })),
+        "{after:?}"
+    );
+    let other = connection.open_channel().await.unwrap();
+    other.queue_delete(&unique("absent")).await.unwrap();
+    assert!(!connection.is_closed());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_access_refused() {
+    let url = url().replacen("guest:guest", "guest:wrong", 1);
+    let options = ConnectOptions::from_url(&url).unwrap();
+    let refused = bounded("the refusal", Connection::connect(options)).await;
+    assert!(
+        matches!(refused, Err(Error::AccessRefused(_))),
+        "{refused:?}"
+    );
+}
