@@ -16,6 +16,10 @@ pub mod codes {
     pub const INSTANCE_QUEUE_TAKEN: &str = "kernel.transport.instancequeuetaken";
     /// A queue, service or topic name is not acceptable.
     pub const INVALID_NAME: &str = "kernel.transport.invalidname";
+    /// A message is too large to be carried (its properties and headers do not fit one frame).
+    pub const TOO_LARGE: &str = "kernel.transport.toolarge";
+    /// The broker URL is not one.
+    pub const INVALID_URL: &str = "kernel.transport.invalidurl";
 }
 
 /// Moving a message failed.
@@ -52,6 +56,22 @@ pub enum TransportError {
         /// The name given.
         name: String,
     },
+    /// A message cannot be carried: its properties and headers would not fit in one frame
+    /// (the broker would close the whole connection), or a property is over 255 bytes. Nothing
+    /// was sent. Permanent for this message.
+    #[error("{what} of {size} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its encoded size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The broker URL is not one this transport can use. The text never shows the password.
+    /// Permanent.
+    #[error("invalid broker URL: {0}")]
+    InvalidUrl(String),
 }
 
 impl TransportError {
@@ -60,10 +80,13 @@ impl TransportError {
         match self {
             TransportError::NoRoute { .. } => Kind::NoRoute,
             TransportError::ConnectionLost(_) => Kind::ConnectionLost,
-            TransportError::InvalidName { .. } => Kind::BadRequest,
+            TransportError::InvalidName { .. } | TransportError::TooLarge { .. } => {
+                Kind::BadRequest
+            }
             TransportError::Closed
             | TransportError::Broker(_)
-            | TransportError::InstanceQueueTaken => Kind::InternalServerError,
+            | TransportError::InstanceQueueTaken
+            | TransportError::InvalidUrl(_) => Kind::InternalServerError,
         }
     }
 
@@ -75,6 +98,8 @@ impl TransportError {
             TransportError::Broker(_) => codes::BROKER,
             TransportError::InstanceQueueTaken => codes::INSTANCE_QUEUE_TAKEN,
             TransportError::InvalidName { .. } => codes::INVALID_NAME,
+            TransportError::TooLarge { .. } => codes::TOO_LARGE,
+            TransportError::InvalidUrl(_) => codes::INVALID_URL,
         }
     }
 }

@@ -31,7 +31,8 @@
 //! # Feature flags
 //! | feature | enables | default |
 //! |---|---|---|
-//! | `amqp` | [`AmqpTransport`] (lapin, RabbitMQ) | yes |
+//! | `amqp` | [`AmqpTransport`] (RabbitMQ, through kernel-amqp) | yes |
+//! | `tls` | `amqps://` URLs for [`AmqpTransport`] (rustls) | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -47,10 +48,15 @@ mod transport;
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use amqp::{
-    AmqpTransport, DIRECT_EXCHANGE, REQUEST_EXCHANGE, TOPIC_EXCHANGE, subscription_queue,
+    AmqpTransport, DIRECT_EXCHANGE, INSTANCE_BUFFER, INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE,
+    TOPIC_EXCHANGE, subscription_queue,
 };
 pub use codec::{CodecError, Message};
 pub use envelope::{ContentType, Envelope, MessageType, PING, PONG, headers, new_message_id};
 pub use error::{TransportError, codes};
 pub use in_process::{InProcessBroker, InProcessTransport};
+/// Limits on received messages for [`AmqpTransport::connect_with`].
+#[cfg(feature = "amqp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
+pub use kernel_amqp::Limits as AmqpLimits;
 pub use transport::{Acker, Deliveries, Delivery, Destination, Settle, Source, Transport};

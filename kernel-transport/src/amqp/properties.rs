@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use kernel_amqp::{FieldTable, FieldValue, Properties, ShortString};
 
 use crate::envelope::headers;
 use crate::{ContentType, Envelope, MessageType};
@@ -14,11 +13,11 @@ use crate::{ContentType, Envelope, MessageType};
 const TRANSIENT: u8 = 1;
 
 /// The properties and headers an envelope is published with.
-pub(super) fn to_properties(envelope: &Envelope, now: SystemTime) -> BasicProperties {
-    let mut table = FieldTable::default();
+pub(super) fn to_properties(envelope: &Envelope, now: SystemTime) -> Properties {
+    let mut table = FieldTable::new();
     let mut header = |name: &str, value: &str| {
         if !value.is_empty() {
-            table.insert(name.into(), AMQPValue::LongString(value.into()));
+            table.insert(name, FieldValue::text(value));
         }
     };
     header(headers::MESSAGE_TYPE, envelope.message_type.as_str());
@@ -37,47 +36,52 @@ pub(super) fn to_properties(envelope: &Envelope, now: SystemTime) -> BasicProper
         header(name, value);
     }
 
-    let mut properties = BasicProperties::default()
-        .with_content_type(envelope.content_type.as_str().into())
-        .with_delivery_mode(TRANSIENT)
-        .with_headers(table);
-    if !envelope.message_id.is_empty() {
-        properties = properties.with_message_id(envelope.message_id.as_str().into());
-    }
-    if !envelope.correlation_id.is_empty() {
-        properties = properties.with_correlation_id(envelope.correlation_id.as_str().into());
-    }
-    if !envelope.reply_to.is_empty() {
-        properties = properties.with_reply_to(envelope.reply_to.as_str().into());
-    }
+    let short = |value: &str| (!value.is_empty()).then(|| ShortString::from(value));
+    let mut properties = Properties::default();
+    properties.content_type = Some(envelope.content_type.as_str().into());
+    properties.delivery_mode = Some(TRANSIENT);
+    properties.headers = Some(table);
+    properties.message_id = short(&envelope.message_id);
+    properties.correlation_id = short(&envelope.correlation_id);
+    properties.reply_to = short(&envelope.reply_to);
     if let Some(deadline) = envelope.deadline {
         // The broker drops the message once nobody can use the answer. At least 1 ms: an
         // expiration of 0 means "deliver now or never", which would drop a request that
         // arrives with its deadline just reached instead of letting the server count it.
         let remaining = deadline.duration_since(now).unwrap_or(Duration::ZERO);
         let ms = remaining.as_millis().max(1);
-        properties = properties.with_expiration(ms.to_string().into());
+        properties.expiration = Some(ms.to_string().into());
     }
     properties
 }
 
-/// The envelope a delivery carries. Lenient: missing fields are empty, unknown header types
-/// are skipped, an unparsable deadline is treated as absent.
-pub(super) fn to_envelope(properties: &BasicProperties, payload: Vec<u8>) -> Envelope {
-    let short = |value: &Option<ShortString>| {
-        value
-            .as_ref()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default()
+/// The envelope a delivery carries. Lenient where the contract allows it: missing fields are
+/// empty, header names that are not UTF-8 and header types that are not text or numbers are
+/// skipped, header values that are not UTF-8 are read lossily, an unparsable deadline is
+/// treated as absent.
+///
+/// # Errors
+/// The reason, when the message id, correlation id or reply-to is not UTF-8: those identify
+/// the call, and a lossy copy would answer or match the wrong one. Such a delivery is
+/// rejected without requeue.
+pub(super) fn to_envelope(properties: &Properties, payload: Bytes) -> Result<Envelope, String> {
+    let text = |value: &Option<ShortString>, what: &str| match value {
+        None => Ok(String::new()),
+        Some(value) => value
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the {what} is not UTF-8")),
     };
+    let message_id = text(&properties.message_id, "message id")?;
+    let correlation_id = text(&properties.correlation_id, "correlation id")?;
+    let reply_to = text(&properties.reply_to, "reply-to")?;
     let mut fields: HashMap<String, String> = properties
-        .headers()
+        .headers
         .as_ref()
         .map(|table| {
             table
-                .inner()
                 .iter()
-                .filter_map(|(name, value)| Some((name.as_str().to_owned(), header_text(value)?)))
+                .filter_map(|(name, value)| Some((name.to_str()?.to_owned(), header_text(value)?)))
                 .collect()
         })
         .unwrap_or_default();
@@ -101,12 +105,17 @@ pub(super) fn to_envelope(properties: &BasicProperties, payload: Vec<u8>) -> Env
         MessageType::Publication
     });
 
-    Envelope {
+    Ok(Envelope {
         message_type,
-        message_id: short(properties.message_id()),
-        correlation_id: short(properties.correlation_id()),
-        reply_to: short(properties.reply_to()),
-        content_type: ContentType::parse(properties.content_type().as_ref().map(|c| c.as_str())),
+        message_id,
+        correlation_id,
+        reply_to,
+        content_type: ContentType::parse(
+            properties
+                .content_type
+                .as_ref()
+                .and_then(ShortString::to_str),
+        ),
         service,
         endpoint,
         topic,
@@ -116,24 +125,23 @@ pub(super) fn to_envelope(properties: &BasicProperties, payload: Vec<u8>) -> Env
         parent_message_id,
         deadline,
         headers: fields,
-        payload: Bytes::from(payload),
-    }
+        payload,
+    })
 }
 
 /// A header value as text: strings as they are (H2 sent every header as a string), numbers and
 /// booleans in decimal; anything else is skipped.
-fn header_text(value: &AMQPValue) -> Option<String> {
+fn header_text(value: &FieldValue) -> Option<String> {
     Some(match value {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.as_str().to_owned(),
-        AMQPValue::Boolean(b) => u8::from(*b).to_string(),
-        AMQPValue::ShortShortInt(n) => n.to_string(),
-        AMQPValue::ShortShortUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::ShortUInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::LongLongInt(n) => n.to_string(),
+        FieldValue::LongString(s) => String::from_utf8_lossy(s).into_owned(),
+        FieldValue::Bool(b) => u8::from(*b).to_string(),
+        FieldValue::I8(n) => n.to_string(),
+        FieldValue::U8(n) => n.to_string(),
+        FieldValue::I16(n) => n.to_string(),
+        FieldValue::U16(n) => n.to_string(),
+        FieldValue::I32(n) => n.to_string(),
+        FieldValue::U32(n) => n.to_string(),
+        FieldValue::I64(n) => n.to_string(),
         _ => return None,
     })
 }
@@ -166,11 +174,8 @@ mod tests {
         request.headers.insert("x-custom".into(), "yes".into());
 
         let properties = to_properties(&request, now);
-        assert_eq!(
-            properties.expiration().as_ref().map(|e| e.as_str()),
-            Some("1500")
-        );
-        let received = to_envelope(&properties, b"{}".to_vec());
+        assert_eq!(properties.expiration, Some("1500".into()));
+        let received = to_envelope(&properties, Bytes::from_static(b"{}")).unwrap();
         assert_eq!(received, request);
     }
 
@@ -180,22 +185,27 @@ mod tests {
         let mut request = Envelope::request("s", "e", ContentType::Protobuf, Bytes::new());
         request.deadline = Some(now - Duration::from_secs(1));
         let properties = to_properties(&request, now);
-        assert_eq!(
-            properties.expiration().as_ref().map(|e| e.as_str()),
-            Some("1")
-        );
+        assert_eq!(properties.expiration, Some("1".into()));
     }
 
     #[test]
     fn foreign_messages_are_read_leniently() {
-        let mut table = FieldTable::default();
-        table.insert("service".into(), AMQPValue::ShortString("svc".into()));
-        table.insert("authorised".into(), AMQPValue::Boolean(true));
-        table.insert("deadline".into(), AMQPValue::LongString("soon".into()));
-        let properties = BasicProperties::default()
-            .with_content_type("application/octetstream".into())
-            .with_headers(table);
-        let envelope = to_envelope(&properties, vec![1, 2]);
+        let mut table = FieldTable::new();
+        table.insert("service", FieldValue::text("svc"));
+        table.insert("authorised", FieldValue::Bool(true));
+        table.insert("deadline", FieldValue::text("soon"));
+        table.insert(
+            ShortString::from(Bytes::from_static(&[0xff])),
+            FieldValue::text("a name that is not UTF-8 is skipped"),
+        );
+        table.insert(
+            "lossy",
+            FieldValue::LongString(Bytes::from_static(&[b'a', 0xff])),
+        );
+        let mut properties = Properties::default();
+        properties.content_type = Some("application/octetstream".into());
+        properties.headers = Some(table);
+        let envelope = to_envelope(&properties, Bytes::from_static(&[1, 2])).unwrap();
         assert_eq!(envelope.message_type, MessageType::Request);
         assert_eq!(envelope.service, "svc");
         assert_eq!(envelope.content_type, ContentType::Protobuf);
@@ -204,5 +214,24 @@ mod tests {
             envelope.headers.get("authorised").map(String::as_str),
             Some("1")
         );
+        assert_eq!(envelope.headers.len(), 2, "{:?}", envelope.headers);
+        assert_eq!(
+            envelope.headers.get("lossy").map(String::as_str),
+            Some("a\u{fffd}")
+        );
+    }
+
+    #[test]
+    fn ids_that_are_not_utf8_make_the_delivery_unreadable() {
+        for field in 0..3 {
+            let mut properties = Properties::default();
+            let bad = Some(ShortString::from(Bytes::from_static(&[0xc3, 0x28])));
+            match field {
+                0 => properties.message_id = bad,
+                1 => properties.correlation_id = bad,
+                _ => properties.reply_to = bad,
+            }
+            assert!(to_envelope(&properties, Bytes::new()).is_err());
+        }
     }
 }

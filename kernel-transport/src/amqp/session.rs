@@ -1,0 +1,464 @@
+//! One connection's worth of state ([`Session`]), the task that replaces it when it is lost,
+//! and the consumers that follow it from one session to the next.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use kernel_amqp::{
+    Channel, ConnectOptions, Connection, Consumer, ExchangeKind, FieldTable, FieldValue,
+    QueueOptions,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    AmqpAck, DIRECT_EXCHANGE, INSTANCE_BUFFER, INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE,
+    TOPIC_EXCHANGE, count_rejected, properties,
+};
+use crate::{Acker, Delivery, TransportError};
+
+/// The first pause before reconnecting after the connection is lost.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(200);
+/// The longest pause between reconnection attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Reconnection attempts before the connection is given up (about 30 s in all).
+const RECONNECT_ATTEMPTS: usize = 10;
+/// The pause before consuming again when the broker cancelled a consumer on a live connection.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
+/// A connection with its two publishing channels, exchanges and instance queue declared.
+pub(super) struct Session {
+    pub(super) connection: Connection,
+    /// Requests: confirm mode, published `mandatory`, so that a missing route comes back.
+    pub(super) requests: Channel,
+    /// Replies, pongs and publications: no confirms.
+    pub(super) answers: Channel,
+}
+
+#[derive(Clone)]
+enum State {
+    Up(Arc<Session>),
+    Recovering,
+    /// Closed by its owner (`None`) or given up (the last error).
+    Down(Option<String>),
+}
+
+/// What every clone of the transport and every consumer task share.
+pub(super) struct Shared {
+    pub(super) instance_queue: String,
+    state: watch::Receiver<State>,
+    closed: AtomicBool,
+    pub(super) rejected: AtomicU64,
+    /// Instance deliveries dropped by connections before the current one.
+    dropped_before: AtomicU64,
+}
+
+impl Shared {
+    /// Connects (retrying for about 30 s while the broker cannot be reached) and starts the
+    /// task that reconnects whenever the connection is lost.
+    pub(super) async fn connect(
+        options: ConnectOptions,
+        instance_queue: String,
+    ) -> Result<Arc<Shared>, TransportError> {
+        let session = open_with_retries(&options, &instance_queue).await?;
+        let (state_tx, state) = watch::channel(State::Up(session));
+        let shared = Arc::new(Shared {
+            instance_queue,
+            state,
+            closed: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+            dropped_before: AtomicU64::new(0),
+        });
+        tokio::spawn(supervise(Arc::downgrade(&shared), options, state_tx));
+        Ok(shared)
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        matches!(&*self.state.borrow(), State::Up(s) if !s.connection.is_closed())
+    }
+
+    pub(super) fn check_open(&self) -> Result<(), TransportError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(TransportError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn dropped(&self) -> u64 {
+        let current = match &*self.state.borrow() {
+            State::Up(session) => session.connection.dropped_deliveries(),
+            _ => 0,
+        };
+        self.dropped_before.load(Ordering::Relaxed) + current
+    }
+
+    /// The current session, waiting for a recovery under way.
+    pub(super) async fn session(&self) -> Result<Arc<Session>, TransportError> {
+        self.wait(|_| true).await
+    }
+
+    /// The session after `old`, waiting for the recovery.
+    pub(super) async fn next_session(
+        &self,
+        old: &Arc<Session>,
+    ) -> Result<Arc<Session>, TransportError> {
+        self.wait(|session| !Arc::ptr_eq(session, old)).await
+    }
+
+    async fn wait(
+        &self,
+        acceptable: impl Fn(&Arc<Session>) -> bool,
+    ) -> Result<Arc<Session>, TransportError> {
+        let mut state = self.state.clone();
+        let state = state
+            .wait_for(|state| match state {
+                State::Up(session) => acceptable(session),
+                State::Recovering => false,
+                State::Down(_) => true,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        match &*state {
+            State::Up(session) => Ok(session.clone()),
+            State::Down(Some(reason)) => Err(TransportError::ConnectionLost(reason.clone().into())),
+            State::Down(None) | State::Recovering => Err(TransportError::Closed),
+        }
+    }
+
+    /// Gives up `session` after an error that leaves its channels unusable (the broker closed
+    /// one, or the connection is lost): closing it makes the supervisor open a new one.
+    pub(super) async fn abandon(&self, session: &Session, error: &kernel_amqp::Error) {
+        tracing::warn!(%error, "AMQP session unusable; reconnecting");
+        let _ = session.connection.close().await;
+    }
+
+    pub(super) async fn close(&self) -> Result<(), TransportError> {
+        self.closed.store(true, Ordering::Release);
+        let state = self.state.borrow().clone();
+        match state {
+            State::Up(session) => session.connection.close().await.map_err(transport_error),
+            State::Recovering | State::Down(_) => Ok(()),
+        }
+    }
+}
+
+/// Whether an error on a session's shared channel means the session must be replaced.
+pub(super) fn is_session_error(error: &kernel_amqp::Error) -> bool {
+    error.is_connection_error() || matches!(error, kernel_amqp::Error::ChannelClosed { .. })
+}
+
+/// A kernel-amqp error as the transport reports it.
+pub(super) fn transport_error(error: kernel_amqp::Error) -> TransportError {
+    use kernel_amqp::Error as E;
+    match error {
+        E::TooLarge { what, size, limit } => TransportError::TooLarge { what, size, limit },
+        E::ShortStringTooLong { len } => TransportError::TooLarge {
+            what: "a property",
+            size: len as u64,
+            limit: 255,
+        },
+        E::InvalidUrl(text) => TransportError::InvalidUrl(text),
+        E::ChannelClosed { code, .. } if code != 0 => TransportError::Broker(Box::new(error)),
+        error => TransportError::ConnectionLost(Box::new(error)),
+    }
+}
+
+async fn open_with_retries(
+    options: &ConnectOptions,
+    instance_queue: &str,
+) -> Result<Arc<Session>, TransportError> {
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(RECONNECT_MIN_DELAY)
+        .with_max_delay(RECONNECT_MAX_DELAY)
+        .with_max_times(RECONNECT_ATTEMPTS)
+        .with_jitter()
+        .build();
+    loop {
+        match open(options, instance_queue).await {
+            Ok(session) => return Ok(Arc::new(session)),
+            Err(error) if is_retryable(&error) => match backoff.next() {
+                Some(pause) => {
+                    tracing::debug!(%error, ?pause, "AMQP connect failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(transport_error(error)),
+            },
+            Err(error) => return Err(transport_error(error)),
+        }
+    }
+}
+
+fn is_retryable(error: &kernel_amqp::Error) -> bool {
+    use kernel_amqp::Error as E;
+    matches!(
+        error,
+        E::Io(_) | E::Timeout(_) | E::ConnectionClosed { .. } | E::Protocol(_)
+    ) || matches!(error, E::ChannelClosed { code: 405, .. })
+}
+
+/// Connects, opens the two publishing channels, declares the exchanges and the instance queue.
+async fn open(
+    options: &ConnectOptions,
+    instance_queue: &str,
+) -> Result<Session, kernel_amqp::Error> {
+    let connection = Connection::connect(options.clone()).await?;
+    let requests = connection.open_channel().await?;
+    requests.confirm_select().await?;
+    let answers = connection.open_channel().await?;
+    for (name, kind) in [
+        (REQUEST_EXCHANGE, ExchangeKind::Direct),
+        (DIRECT_EXCHANGE, ExchangeKind::Direct),
+        (TOPIC_EXCHANGE, ExchangeKind::Topic),
+    ] {
+        requests.exchange_declare(name, kind, true).await?;
+    }
+    Subscription::instance(instance_queue)
+        .declare(&requests)
+        .await?;
+    Ok(Session {
+        connection,
+        requests,
+        answers,
+    })
+}
+
+/// Replaces the session whenever its connection is lost, until the transport is closed or
+/// every handle on it is gone.
+async fn supervise(
+    shared: std::sync::Weak<Shared>,
+    options: ConnectOptions,
+    state: watch::Sender<State>,
+) {
+    loop {
+        let State::Up(session) = state.borrow().clone() else {
+            return;
+        };
+        let error = tokio::select! {
+            error = session.connection.closed() => error,
+            () = state.closed() => {
+                let _ = session.connection.close().await;
+                return;
+            }
+        };
+        let Some(owner) = shared.upgrade() else {
+            return;
+        };
+        if owner.closed.load(Ordering::Acquire) {
+            state.send_replace(State::Down(None));
+            return;
+        }
+        owner
+            .dropped_before
+            .fetch_add(session.connection.dropped_deliveries(), Ordering::Relaxed);
+        tracing::warn!(%error, "AMQP connection lost; reconnecting");
+        state.send_replace(State::Recovering);
+        let instance_queue = owner.instance_queue.clone();
+        drop(owner);
+        drop(session);
+        match open_with_retries(&options, &instance_queue).await {
+            Ok(session) => {
+                tracing::info!("AMQP connection recovered");
+                state.send_replace(State::Up(session));
+            }
+            Err(error) => {
+                tracing::error!(%error, "AMQP connection given up");
+                state.send_replace(State::Down(Some(error.to_string())));
+                return;
+            }
+        }
+    }
+}
+
+/// A queue to declare, bind and consume, again after every reconnection.
+pub(super) struct Subscription {
+    queue: String,
+    exchange: &'static str,
+    routing_key: String,
+    options: QueueOptions,
+    /// The prefetch, for queues consumed with acks; `None` for the instance queue.
+    prefetch: Option<u16>,
+}
+
+impl Subscription {
+    pub(super) fn service(name: &str, capacity: u16) -> Self {
+        Subscription {
+            queue: name.to_owned(),
+            exchange: REQUEST_EXCHANGE,
+            routing_key: name.to_owned(),
+            options: QueueOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            prefetch: Some(capacity.max(1)),
+        }
+    }
+
+    pub(super) fn instance(queue: &str) -> Self {
+        Subscription {
+            queue: queue.to_owned(),
+            exchange: DIRECT_EXCHANGE,
+            routing_key: queue.to_owned(),
+            options: QueueOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            prefetch: None,
+        }
+    }
+
+    pub(super) fn topic(queue: &str, topic: &str, capacity: u16) -> Self {
+        Subscription {
+            queue: queue.to_owned(),
+            exchange: TOPIC_EXCHANGE,
+            routing_key: topic.to_owned(),
+            options: QueueOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            prefetch: Some(capacity.max(1)),
+        }
+    }
+
+    /// How many deliveries may wait in memory for their reader.
+    pub(super) fn capacity(&self) -> usize {
+        self.prefetch.map_or(INSTANCE_BUFFER, usize::from)
+    }
+
+    async fn declare(&self, channel: &Channel) -> Result<(), kernel_amqp::Error> {
+        let mut arguments = FieldTable::new();
+        if self.prefetch.is_none() {
+            arguments.insert("x-max-length", FieldValue::I32(INSTANCE_QUEUE_MAX_LENGTH));
+        }
+        channel
+            .queue_declare(&self.queue, self.options, arguments)
+            .await?;
+        channel
+            .queue_bind(&self.queue, self.exchange, &self.routing_key)
+            .await
+    }
+
+    async fn subscribe(
+        &self,
+        session: &Session,
+        instance_queue: &str,
+    ) -> Result<Consumer, kernel_amqp::Error> {
+        let channel = session.connection.open_channel().await?;
+        if let Some(prefetch) = self.prefetch {
+            channel.basic_qos(prefetch).await?;
+        }
+        self.declare(&channel).await?;
+        let tag = format!("{instance_queue}.{}", crate::envelope::new_message_id());
+        channel
+            .basic_consume(&self.queue, &tag, self.prefetch.is_none(), self.capacity())
+            .await
+    }
+}
+
+/// Consumes `subscription` into `deliveries`, subscribing again on every new session, until the
+/// reader drops its stream or the transport is down for good. The first subscription's outcome
+/// goes to `first`.
+pub(super) async fn run_consumer(
+    shared: Arc<Shared>,
+    subscription: Subscription,
+    deliveries: mpsc::Sender<Delivery>,
+    first: oneshot::Sender<Result<(), TransportError>>,
+) {
+    let mut first = Some(first);
+    loop {
+        let session = match shared.session().await {
+            Ok(session) => session,
+            Err(error) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(Err(error));
+                }
+                return;
+            }
+        };
+        match subscription
+            .subscribe(&session, &shared.instance_queue)
+            .await
+        {
+            Ok(consumer) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(Ok(()));
+                }
+                let no_ack = subscription.prefetch.is_none();
+                if forward(&shared, consumer, &deliveries, no_ack)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(error) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(Err(transport_error(error)));
+                    return;
+                }
+                tracing::warn!(%error, queue = %subscription.queue, "cannot consume again");
+            }
+        }
+        // The consumer ended: its connection is gone (a new session follows), or the broker
+        // cancelled it (its queue was deleted) and it is declared and consumed again.
+        tokio::select! {
+            () = deliveries.closed() => return,
+            _ = shared.next_session(&session) => {}
+            () = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+        }
+    }
+}
+
+/// The reader is gone.
+struct ReaderGone;
+
+async fn forward(
+    shared: &Shared,
+    mut consumer: Consumer,
+    deliveries: &mpsc::Sender<Delivery>,
+    no_ack: bool,
+) -> Result<(), ReaderGone> {
+    let channel = consumer.channel().clone();
+    loop {
+        let delivery = tokio::select! {
+            delivery = consumer.next() => delivery,
+            () = deliveries.closed() => return Err(ReaderGone),
+        };
+        let Some(delivery) = delivery else {
+            return Ok(());
+        };
+        let tag = delivery.delivery_tag;
+        let envelope = delivery
+            .properties
+            .map_err(|error| error.to_string())
+            .and_then(|props| properties::to_envelope(&props, delivery.body));
+        let envelope = match envelope {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                count_rejected(&shared.rejected, &reason);
+                if !no_ack {
+                    let _ = channel.basic_reject(tag, false).await;
+                }
+                continue;
+            }
+        };
+        let acker = if no_ack {
+            Acker::none()
+        } else {
+            Acker::new(AmqpAck {
+                channel: channel.clone(),
+                tag: Some(tag),
+            })
+        };
+        if deliveries
+            .send(Delivery::new(envelope, acker))
+            .await
+            .is_err()
+        {
+            return Err(ReaderGone);
+        }
+    }
+}
