@@ -15,7 +15,8 @@
 //! | plugins | none (`enabled_plugins` is `[].`) |
 //! | log | `.services/rabbitmq/rabbitmq.log` (console output only) |
 //!
-//! Ready when an AMQP client gets `Connection.Start`, then `rabbitmqctl await_startup` agrees.
+//! Ready when an AMQP client gets `Connection.Start`, on the plain port and through TLS verified
+//! with our CA (`openssl s_client`), then `rabbitmqctl await_startup` agrees.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -221,9 +222,13 @@ impl Engine for RabbitMq {
     }
 
     fn missing_packages(&self) -> Vec<&'static str> {
-        install::unless_present(SERVER, "rabbitmq-server")
-            .into_iter()
-            .collect()
+        [
+            install::unless_present(SERVER, "rabbitmq-server"),
+            install::unless_present(probe::tls::OPENSSL, "openssl"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn start(&self) -> Result<Child> {
@@ -234,7 +239,9 @@ impl Engine for RabbitMq {
     }
 
     fn probe(&self) -> Result<String> {
-        probe::amqp::connection_start(AMQP_PORT)
+        let plain = probe::amqp::connection_start(AMQP_PORT)?;
+        probe::tls::amqp_connection_start(TLS_PORT, &self.tls.ca_file())?;
+        Ok(format!("{plain}, TLS on {TLS_PORT} verified"))
     }
 
     fn settle(&self) -> Result<()> {
