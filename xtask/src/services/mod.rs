@@ -110,11 +110,25 @@ pub(crate) fn up(root: &Path) -> Result<Engines> {
     let begun = Instant::now();
     let state = StateDir::lock(root)?;
     let fleet = Fleet::new(&state.path);
-    let stopped: Vec<&dyn Engine> = fleet
-        .all()
-        .into_iter()
-        .filter(|e| e.running_pid().is_none())
-        .collect();
+    let mut stopped: Vec<&dyn Engine> = Vec::new();
+    for engine in fleet.all() {
+        match engine.running_pid() {
+            None => stopped.push(engine),
+            Some(pid) => {
+                if let Some(reason) = engine.outdated() {
+                    eprintln!(
+                        "services: restarting {} (pid {pid}): {reason}",
+                        engine.name()
+                    );
+                    engine
+                        .stop(pid)
+                        .map_err(|e| format!("cannot stop {}: {e}", engine.name()))?;
+                    let _ = fs::remove_file(engine.pid_file());
+                    stopped.push(engine);
+                }
+            }
+        }
+    }
     for &engine in &stopped {
         engine::ensure_ports_free(engine)?;
     }

@@ -16,7 +16,9 @@
 //! | log | `.services/rabbitmq/rabbitmq.log` (console output only) |
 //!
 //! Ready when an AMQP client gets `Connection.Start`, on the plain port and through TLS verified
-//! with our CA (`openssl s_client`), then `rabbitmqctl await_startup` agrees.
+//! with our CA (`openssl s_client`), then `rabbitmqctl await_startup` agrees. A running node whose
+//! `rabbitmq.conf` is not the one this xtask writes (an older xtask's, without the TLS listener),
+//! or whose TLS files are gone, is [outdated](Engine::outdated): `up` restarts it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -244,6 +246,17 @@ impl Engine for RabbitMq {
         Ok(format!("{plain}, TLS on {TLS_PORT} verified"))
     }
 
+    fn outdated(&self) -> Option<String> {
+        let config = self.config_file();
+        if fs::read_to_string(&config).ok()? != self.config() {
+            return Some(format!(
+                "{} is not the one this xtask writes (an older xtask's?)",
+                config.display()
+            ));
+        }
+        (!self.tls.is_complete()).then(|| "its TLS certificate files are missing".to_owned())
+    }
+
     fn settle(&self) -> Result<()> {
         self.ctl(&["await_startup", "--timeout", "60"])
     }
@@ -302,6 +315,30 @@ mod tests {
             rabbit().tls_address(),
             format!("amqps://guest:guest@localhost:{TLS_PORT}/%2f")
         );
+    }
+
+    #[test]
+    fn a_node_with_another_config_or_without_its_tls_files_is_outdated() {
+        let root = std::env::temp_dir().join(format!("xtask-rabbit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let rabbit = RabbitMq::new(root.join("rabbitmq"), Tls::new(root.join("tls")));
+        fs::create_dir_all(root.join("rabbitmq")).unwrap();
+        assert_eq!(rabbit.outdated(), None, "no config: nothing to compare");
+
+        rabbit.tls.ensure().unwrap();
+        fs::write(rabbit.config_file(), rabbit.config()).unwrap();
+        assert_eq!(rabbit.outdated(), None);
+
+        let older = rabbit
+            .config()
+            .replace("listeners.ssl.default", "# listeners.ssl.default");
+        fs::write(rabbit.config_file(), older).unwrap();
+        assert!(rabbit.outdated().unwrap().contains("rabbitmq.conf"));
+
+        fs::write(rabbit.config_file(), rabbit.config()).unwrap();
+        fs::remove_file(rabbit.tls.key_file()).unwrap();
+        assert!(rabbit.outdated().unwrap().contains("TLS"));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
