@@ -41,6 +41,11 @@ pub(super) trait Engine {
     fn start(&self) -> Result<Child>;
     /// One readiness attempt by a real protocol exchange; returns what the engine said (version).
     fn probe(&self) -> Result<String>;
+    /// Why our running instance no longer matches what `start` would set up now (say, a config
+    /// an older xtask wrote), if it does not; `up` then restarts it.
+    fn outdated(&self) -> Option<String> {
+        None
+    }
     /// A last check after the first successful probe of a fresh start.
     fn settle(&self) -> Result<()> {
         Ok(())

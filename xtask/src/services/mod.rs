@@ -3,7 +3,7 @@
 //!
 //! | engine | comes from | tests connect to |
 //! |---|---|---|
-//! | RabbitMQ | Debian `rabbitmq-server` | `amqp://guest:guest@127.0.0.1:5682/%2f` |
+//! | RabbitMQ | Debian `rabbitmq-server` | `amqp://guest:guest@127.0.0.1:5682/%2f`, and over TLS `amqps://guest:guest@localhost:5683/%2f` |
 //! | ZooKeeper | Debian `zookeeper` (jars, run with `java -cp`) | `127.0.0.1:2191` |
 //! | Cassandra | `cassandra-all` 5.0.8 jars from Maven Central, on JDK 17 | `127.0.0.1:19042` |
 //!
@@ -12,8 +12,12 @@
 //! ports that are not the engines' defaults, and `down` stops only the processes whose pid files
 //! `up` wrote. A fresh start is a fresh engine: the previous run's data is wiped, downloads kept.
 //!
-//! `up` prints `KERNEL_AMQP_URL=…`, `KERNEL_ZK_HOSTS=…` and `KERNEL_CASSANDRA_HOSTS=…` on stdout
-//! and writes the same lines to `.services/env`; progress goes to stderr. In a shell:
+//! RabbitMQ's TLS listener presents a certificate from a throwaway CA that `up` makes under
+//! `.services/tls/` ([`tls`]); the tests trust that CA through `KERNEL_AMQP_CA`.
+//!
+//! `up` prints `KERNEL_AMQP_URL=…`, `KERNEL_AMQPS_URL=…`, `KERNEL_AMQP_CA=…`, `KERNEL_ZK_HOSTS=…`
+//! and `KERNEL_CASSANDRA_HOSTS=…` on stdout and writes the same lines to `.services/env`;
+//! progress goes to stderr. In a shell:
 //! `set -a; eval "$(cargo xtask services up)"; set +a`. Recipes, timings and pitfalls are in
 //! `docs/services.md`.
 
@@ -23,6 +27,7 @@ mod install;
 mod probe;
 mod process;
 mod rabbitmq;
+mod tls;
 mod zookeeper;
 
 use std::fs::{self, File, TryLockError};
@@ -35,6 +40,7 @@ use clap::Subcommand;
 use self::cassandra::Cassandra;
 use self::engine::{Engine, Launch};
 use self::rabbitmq::RabbitMq;
+use self::tls::Tls;
 use self::zookeeper::ZooKeeper;
 use crate::Result;
 
@@ -54,6 +60,11 @@ pub(crate) enum Action {
 pub(crate) struct Engines {
     /// `KERNEL_AMQP_URL`, e.g. `amqp://guest:guest@127.0.0.1:5682/%2f`.
     pub(crate) amqp_url: String,
+    /// `KERNEL_AMQPS_URL`, e.g. `amqps://guest:guest@localhost:5683/%2f`: the same broker over
+    /// TLS, with a certificate for `localhost` signed by the CA in `amqp_ca`.
+    pub(crate) amqps_url: String,
+    /// `KERNEL_AMQP_CA`, the absolute path of the throwaway CA's certificate (PEM).
+    pub(crate) amqp_ca: String,
     /// `KERNEL_ZK_HOSTS`, e.g. `127.0.0.1:2191`.
     pub(crate) zk_hosts: String,
     /// `KERNEL_CASSANDRA_HOSTS`, e.g. `127.0.0.1:19042`.
@@ -65,6 +76,8 @@ impl Engines {
     pub(crate) fn env_vars(&self) -> Vec<(String, String)> {
         vec![
             ("KERNEL_AMQP_URL".to_owned(), self.amqp_url.clone()),
+            ("KERNEL_AMQPS_URL".to_owned(), self.amqps_url.clone()),
+            ("KERNEL_AMQP_CA".to_owned(), self.amqp_ca.clone()),
             ("KERNEL_ZK_HOSTS".to_owned(), self.zk_hosts.clone()),
             (
                 "KERNEL_CASSANDRA_HOSTS".to_owned(),
@@ -97,11 +110,25 @@ pub(crate) fn up(root: &Path) -> Result<Engines> {
     let begun = Instant::now();
     let state = StateDir::lock(root)?;
     let fleet = Fleet::new(&state.path);
-    let stopped: Vec<&dyn Engine> = fleet
-        .all()
-        .into_iter()
-        .filter(|e| e.running_pid().is_none())
-        .collect();
+    let mut stopped: Vec<&dyn Engine> = Vec::new();
+    for engine in fleet.all() {
+        match engine.running_pid() {
+            None => stopped.push(engine),
+            Some(pid) => {
+                if let Some(reason) = engine.outdated() {
+                    eprintln!(
+                        "services: restarting {} (pid {pid}): {reason}",
+                        engine.name()
+                    );
+                    engine
+                        .stop(pid)
+                        .map_err(|e| format!("cannot stop {}: {e}", engine.name()))?;
+                    let _ = fs::remove_file(engine.pid_file());
+                    stopped.push(engine);
+                }
+            }
+        }
+    }
     for &engine in &stopped {
         engine::ensure_ports_free(engine)?;
     }
@@ -257,7 +284,7 @@ struct Fleet {
 impl Fleet {
     fn new(state: &Path) -> Self {
         Self {
-            rabbitmq: RabbitMq::new(state.join("rabbitmq")),
+            rabbitmq: RabbitMq::new(state.join("rabbitmq"), Tls::new(state.join("tls"))),
             zookeeper: ZooKeeper::new(state.join("zookeeper")),
             cassandra: Cassandra::new(state.join("cassandra")),
         }
@@ -270,6 +297,8 @@ impl Fleet {
     fn addresses(&self) -> Engines {
         Engines {
             amqp_url: self.rabbitmq.address(),
+            amqps_url: self.rabbitmq.tls_address(),
+            amqp_ca: self.rabbitmq.ca_file().to_string_lossy().into_owned(),
             zk_hosts: self.zookeeper.address(),
             cassandra_hosts: self.cassandra.address(),
         }
@@ -281,11 +310,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn up_prints_the_three_addresses_as_name_value_lines() {
+    fn up_prints_the_addresses_as_name_value_lines() {
         let fleet = Fleet::new(Path::new("/x/.services"));
         assert_eq!(
             fleet.addresses().env_lines(),
             "KERNEL_AMQP_URL=amqp://guest:guest@127.0.0.1:5682/%2f\n\
+             KERNEL_AMQPS_URL=amqps://guest:guest@localhost:5683/%2f\n\
+             KERNEL_AMQP_CA=/x/.services/tls/ca.pem\n\
              KERNEL_ZK_HOSTS=127.0.0.1:2191\n\
              KERNEL_CASSANDRA_HOSTS=127.0.0.1:19042\n"
         );
@@ -299,7 +330,7 @@ mod tests {
             .iter()
             .flat_map(|e| e.ports().iter().copied())
             .collect();
-        for default in [5672, 25672, 4369, 2181, 9042, 7000, 7199] {
+        for default in [5672, 5671, 25672, 4369, 2181, 9042, 7000, 7199] {
             assert!(!ports.contains(&default), "{default} is a default port");
         }
     }

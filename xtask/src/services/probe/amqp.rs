@@ -31,6 +31,11 @@ const MAX_FRAME: u32 = 128 * 1024;
 pub(in crate::services) fn connection_start(port: u16) -> Result<String> {
     let mut stream = connect(port)?;
     stream.write_all(PROTOCOL_HEADER)?;
+    read_connection_start(&mut stream)
+}
+
+/// Reads the broker's answer to [`PROTOCOL_HEADER`] and describes its `Connection.Start`.
+pub(super) fn read_connection_start(stream: &mut impl Read) -> Result<String> {
     let mut header = [0_u8; 7];
     stream
         .read_exact(&mut header)

@@ -3,6 +3,7 @@
 //! | engine | exchange | ready when |
 //! |---|---|---|
 //! | RabbitMQ | AMQP 0-9-1 protocol header | the broker answers with `Connection.Start` ([`amqp`]) |
+//! | RabbitMQ, TLS port | `openssl s_client` with our CA, then the protocol header | the certificate verifies for `localhost`, and `Connection.Start` comes back ([`tls`]) |
 //! | ZooKeeper | four-letter words `ruok`, then `srvr` | `imok`, and `srvr` reports a `Mode:` |
 //! | Cassandra | CQL v4 `STARTUP`, then `QUERY` of `system.local` | `READY`, then a `Rows` result ([`cql`]) |
 //!
@@ -10,6 +11,7 @@
 
 pub(super) mod amqp;
 pub(super) mod cql;
+pub(super) mod tls;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
