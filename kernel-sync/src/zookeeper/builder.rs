@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use kernel_inst::{Instrumenter, NoopInstrumenter};
 
+use super::acl::{self, DigestCredentials, NodeAcls};
 use super::session::{SessionConfig, Sessions};
 use super::{Inner, ZkLockBackend};
-use crate::{Namespace, SyncError};
+use crate::{Namespace, Secret, SyncError};
 
 /// Builds a [`ZkLockBackend`]; start with [`ZkLockBackend::builder`].
 #[derive(Clone)]
@@ -19,6 +20,9 @@ pub struct ZkLockBackendBuilder {
     session_timeout: Duration,
     connect_timeout: Duration,
     suspension_grace: f64,
+    /// Checked at `connect`.
+    digest: Option<(String, Secret)>,
+    peer_digests: Vec<String>,
     inst: Arc<dyn Instrumenter>,
 }
 
@@ -30,6 +34,8 @@ impl fmt::Debug for ZkLockBackendBuilder {
             .field("session_timeout", &self.session_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("suspension_grace", &self.suspension_grace)
+            .field("digest_user", &self.digest.as_ref().map(|(user, _)| user))
+            .field("peer_digests", &self.peer_digests.len())
             .finish_non_exhaustive()
     }
 }
@@ -43,6 +49,8 @@ impl ZkLockBackendBuilder {
             session_timeout: ZkLockBackend::DEFAULT_SESSION_TIMEOUT,
             connect_timeout: ZkLockBackend::DEFAULT_CONNECT_TIMEOUT,
             suspension_grace: ZkLockBackend::DEFAULT_SUSPENSION_GRACE,
+            digest: None,
+            peer_digests: Vec::new(),
             inst: Arc::new(NoopInstrumenter),
         }
     }
@@ -70,6 +78,51 @@ impl ZkLockBackendBuilder {
     /// from the timeout the server granted for the first session.
     pub fn suspension_grace(mut self, fraction: f64) -> Self {
         self.suspension_grace = fraction;
+        self
+    }
+
+    /// Authenticates the session with ZooKeeper's `digest` scheme as `user` and protects the
+    /// nodes this backend creates (default: no authentication, open ACLs, as H2).
+    ///
+    /// Lock and election paths, and the namespace nodes above them, are created with the ACL
+    /// `auth::cdrwa, world:anyone:r` (the server records the creator's identity,
+    /// `digest:<user>:<base64 sha1 of user:password>`): only this identity, and the
+    /// [`peer_digest`](Self::peer_digest)s, may create and delete lock and leader nodes there,
+    /// so nobody else can delete a holder's node or join the queue, and anyone may observe.
+    /// Lock and leader nodes get `auth::cdrwa, world:anyone:r` too. The shared roots
+    /// `/sync` and `/sync/regionleader` get `world:anyone:cr`: every service may create its
+    /// own election namespace there, nobody may delete anything. Nodes that already exist keep
+    /// their ACL. Use one user per service, and see `docs/sync.md` ("ZooKeeper access
+    /// control") for what this does not protect against.
+    ///
+    /// The password goes to ZooKeeper in clear unless the connection is TLS.
+    ///
+    /// # Errors
+    /// [`connect`](Self::connect) fails with [`SyncError::InvalidConfig`] (field
+    /// `digest_credentials`) if `user` is empty or contains `:`, or `password` is empty.
+    pub fn digest_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<Secret>,
+    ) -> Self {
+        self.digest = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Lets another digest identity take and release the locks and leaderships whose paths
+    /// this backend creates: `id` is `user:<base64 of the SHA-1 of user:password>`, as
+    /// ZooKeeper's `getAcl` shows it (ZooKeeper's `DigestAuthenticationProvider` prints it for
+    /// a `user:password`). It gets create, delete and read on those paths. Needed when services
+    /// with different credentials contend for the same lock or election; each lists the
+    /// others, since whoever creates a path first sets its ACL. A peer can delete any node in
+    /// those paths, holders included.
+    ///
+    /// # Errors
+    /// [`connect`](Self::connect) fails with [`SyncError::InvalidConfig`] (field
+    /// `peer_digest`) if `id` is not of that form, or (field `digest_credentials`) if no
+    /// [`digest_credentials`](Self::digest_credentials) are set.
+    pub fn peer_digest(mut self, id: impl Into<String>) -> Self {
+        self.peer_digests.push(id.into());
         self
     }
 
@@ -106,11 +159,29 @@ impl ZkLockBackendBuilder {
                 ),
             });
         }
+        let digest = self
+            .digest
+            .map(|(user, password)| DigestCredentials::checked(user, password))
+            .transpose()?;
+        for peer in &self.peer_digests {
+            acl::check_peer_digest(peer)?;
+        }
+        let acls = match &digest {
+            Some(_) => NodeAcls::protected(&self.peer_digests),
+            None if self.peer_digests.is_empty() => NodeAcls::open(),
+            None => {
+                return Err(SyncError::InvalidConfig {
+                    field: "digest_credentials",
+                    reason: "peer digests need digest credentials of our own".into(),
+                });
+            }
+        };
         let sessions = Sessions::new(SessionConfig {
             hosts: self.hosts,
             session_timeout: self.session_timeout,
             connect_timeout: self.connect_timeout,
             suspension_grace: self.suspension_grace,
+            digest,
         });
         sessions.get().await?;
         Ok(ZkLockBackend {
@@ -118,6 +189,7 @@ impl ZkLockBackendBuilder {
                 sessions,
                 namespace: self.namespace,
                 paths: Arc::default(),
+                acls: Arc::new(acls),
                 inst: self.inst,
             }),
         })
@@ -146,11 +218,46 @@ mod tests {
                 builder.clone().suspension_grace(f64::NAN),
                 "suspension_grace",
             ),
+            (
+                builder.clone().digest_credentials("", "pw"),
+                "digest_credentials",
+            ),
+            (
+                builder.clone().digest_credentials("svc:x", "pw"),
+                "digest_credentials",
+            ),
+            (
+                builder.clone().digest_credentials("svc", ""),
+                "digest_credentials",
+            ),
+            (
+                builder
+                    .clone()
+                    .peer_digest("svc-b:9430aq7oqpM2XdVlPoPLAutaGXw="),
+                "digest_credentials",
+            ),
+            (
+                builder
+                    .clone()
+                    .digest_credentials("svc", "pw")
+                    .peer_digest("svc-b:password"),
+                "peer_digest",
+            ),
         ] {
             match bad.connect().await {
                 Err(SyncError::InvalidConfig { field: got, .. }) => assert_eq!(got, field),
                 other => panic!("{field}: expected InvalidConfig, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_builder_never_prints_the_password() {
+        let ns = Namespace::new("com.example").unwrap();
+        let builder =
+            ZkLockBackend::builder("127.0.0.1:1", ns).digest_credentials("svc", "hunter2");
+        let printed = format!("{builder:?}");
+        assert!(printed.contains("svc"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
     }
 }

@@ -1,5 +1,6 @@
 //! [`ZkLockBackend`]: H2's region locks and region leaders on ZooKeeper, made safe.
 
+mod acl;
 mod builder;
 mod gotime;
 mod hold;
@@ -103,6 +104,8 @@ struct Inner {
     namespace: Namespace,
     /// What this backend knows of its lock paths, for the fast path.
     paths: Arc<LockPaths>,
+    /// The ACLs of the nodes it creates.
+    acls: Arc<acl::NodeAcls>,
     inst: Arc<dyn Instrumenter>,
 }
 
@@ -219,7 +222,8 @@ impl ZkLockBackend {
     /// `/sync/regionleader/<namespace>/<id with / as #>`.
     pub fn leader_path(&self, id: &LockId) -> String {
         format!(
-            "/sync/regionleader/{}/{}",
+            "{}/{}/{}",
+            acl::LEADER_ROOT,
             self.inner.namespace,
             id.path_component()
         )
@@ -239,7 +243,13 @@ impl ZkLockBackend {
         let give_up =
             wait_until.map(|at| at.max(Instant::now() + session.client.session_timeout()));
         let path_use = PathUse::begin(&self.inner.paths, dir);
-        let mut contender = Contender::new(session, path_use, data, self.inner.inst.clone());
+        let mut contender = Contender::new(
+            session,
+            path_use,
+            data,
+            self.inner.acls.clone(),
+            self.inner.inst.clone(),
+        );
         let run = contender.run(wait_until);
         let result = match give_up {
             Some(at) => tokio::time::timeout_at(at, run)
