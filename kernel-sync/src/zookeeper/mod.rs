@@ -77,6 +77,14 @@ use crate::{
 ///
 /// Clones share the session. Dropping the last clone and every guard closes the session.
 ///
+/// # Access control
+/// Without credentials every node is open to every client of the ensemble, as H2's were. With
+/// [`digest_credentials`](ZkLockBackendBuilder::digest_credentials) the session authenticates
+/// with ZooKeeper's `digest` scheme and the lock and election paths are created so that only
+/// this identity (and its [`peer_digest`](ZkLockBackendBuilder::peer_digest)s) can join a
+/// queue or delete a node, while anyone can observe: `docs/sync.md`, "ZooKeeper access
+/// control", has the ACL table and its limits.
+///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), kernel_sync::SyncError> {
 /// use std::sync::Arc;
