@@ -72,6 +72,7 @@ mod id;
 mod loss;
 mod memory;
 mod metrics;
+mod secret;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 
@@ -94,6 +95,7 @@ pub use memory::MemoryLockBackend;
 #[cfg(feature = "cassandra")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
 pub use scylla;
+pub use secret::Secret;
 #[cfg(feature = "zookeeper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
 pub use zookeeper::{ZkLockBackend, ZkLockBackendBuilder};

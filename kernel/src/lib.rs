@@ -58,7 +58,7 @@ mod config;
 mod env;
 mod signal;
 
-pub use config::{Config, INVALID_CONFIG};
+pub use config::{Config, INVALID_CONFIG, redact_url};
 pub use env::{ClientFromEnv, ServiceFromEnv};
 pub use kernel_client::{self as client, Client};
 pub use kernel_errors::{self as errors, Error, Kind};

@@ -202,18 +202,30 @@ impl CassandraGlobalLockBuilder {
     /// to its known nodes, and this builder's connect timeout overrides its own. The driver is
     /// re-exported as [`kernel_sync::scylla`](crate::scylla), so the versions match.
     ///
+    /// Credentials (Cassandra's `PasswordAuthenticator`) with
+    /// [`SessionBuilder::user`](crate::scylla::client::session_builder::SessionBuilder::user),
+    /// or any SASL exchange with `authenticator_provider`; keep the password in a
+    /// [`Secret`](crate::Secret) until it is handed over:
+    ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> Result<(), kernel_sync::SyncError> {
-    /// use kernel_sync::{CassandraGlobalLock, Namespace};
+    /// use kernel_sync::{CassandraGlobalLock, Namespace, Secret};
     /// use kernel_sync::scylla::client::session_builder::SessionBuilder;
     ///
-    /// let driver = SessionBuilder::new().user("billing", "s3cret");
+    /// let password = Secret::new(std::env::var("BILLING_CASSANDRA_PASSWORD").unwrap_or_default());
+    /// let driver = SessionBuilder::new().user("billing", password.expose());
     /// let locks = CassandraGlobalLock::builder("10.0.0.5:9042", Namespace::new("com.example.billing")?)
     ///     .session_builder(driver)
     ///     .connect()
     ///     .await?;
     /// # drop(locks); Ok(()) }
     /// ```
+    ///
+    /// TLS is the driver's `tls_context(..)`, which needs one of the driver's TLS features:
+    /// enable `scylla`'s `rustls-023` (or `openssl-010`) in your own `Cargo.toml`, at the
+    /// version `kernel-sync` uses, and pass an `Arc<rustls::ClientConfig>`. `kernel-sync` does
+    /// not turn it on itself, since `rustls-023` builds aws-lc-rs (C and assembly).
+    /// `docs/sync.md` ("Cassandra credentials and TLS") has the full example.
     pub fn session_builder(mut self, builder: SessionBuilder) -> Self {
         self.session = Some(builder);
         self

@@ -1,5 +1,7 @@
 //! [`ZkLockBackend`]: H2's region locks and region leaders on ZooKeeper, made safe.
 
+mod acl;
+mod builder;
 mod gotime;
 mod hold;
 mod recipe;
@@ -11,12 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use kernel_inst::{Instrumenter, NoopInstrumenter};
+use kernel_inst::Instrumenter;
 use tokio::time::Instant;
 
+pub use self::builder::ZkLockBackendBuilder;
 use self::hold::{Held, ZkHold};
 use self::recipe::{Contender, Outcome};
-use self::session::{SessionConfig, Sessions};
+use self::session::Sessions;
 use crate::metrics::{self, REGION_LOCK};
 use crate::{
     Election, FencingToken, Leadership, LockBackend, LockGuard, LockId, LockSpec, Namespace,
@@ -74,6 +77,14 @@ use crate::{
 ///
 /// Clones share the session. Dropping the last clone and every guard closes the session.
 ///
+/// # Access control
+/// Without credentials every node is open to every client of the ensemble, as H2's were. With
+/// [`digest_credentials`](ZkLockBackendBuilder::digest_credentials) the session authenticates
+/// with ZooKeeper's `digest` scheme and the lock and election paths are created so that only
+/// this identity (and its [`peer_digest`](ZkLockBackendBuilder::peer_digest)s) can join a
+/// queue or delete a node, while anyone can observe: `docs/sync.md`, "ZooKeeper access
+/// control", has the ACL table and its limits.
+///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), kernel_sync::SyncError> {
 /// use std::sync::Arc;
@@ -101,6 +112,8 @@ struct Inner {
     namespace: Namespace,
     /// What this backend knows of its lock paths, for the fast path.
     paths: Arc<LockPaths>,
+    /// The ACLs of the nodes it creates.
+    acls: Arc<acl::NodeAcls>,
     inst: Arc<dyn Instrumenter>,
 }
 
@@ -182,30 +195,6 @@ impl fmt::Debug for ZkLockBackend {
     }
 }
 
-/// Builds a [`ZkLockBackend`]; start with [`ZkLockBackend::builder`].
-#[derive(Clone)]
-#[must_use = "a builder does nothing until connected"]
-pub struct ZkLockBackendBuilder {
-    hosts: String,
-    namespace: Namespace,
-    session_timeout: Duration,
-    connect_timeout: Duration,
-    suspension_grace: f64,
-    inst: Arc<dyn Instrumenter>,
-}
-
-impl fmt::Debug for ZkLockBackendBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ZkLockBackendBuilder")
-            .field("hosts", &self.hosts)
-            .field("namespace", &self.namespace)
-            .field("session_timeout", &self.session_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("suspension_grace", &self.suspension_grace)
-            .finish_non_exhaustive()
-    }
-}
-
 impl ZkLockBackend {
     /// Default `hold_for`, as H2's `RegionLock`: 2 s.
     pub const DEFAULT_HOLD_FOR: Duration = crate::REGION_DEFAULT_HOLD_FOR;
@@ -224,14 +213,7 @@ impl ZkLockBackend {
     /// Starts a backend for `namespace` (the service name) on the ensemble `hosts`
     /// (`host:port[,host:port…][/chroot]`).
     pub fn builder(hosts: impl Into<String>, namespace: Namespace) -> ZkLockBackendBuilder {
-        ZkLockBackendBuilder {
-            hosts: hosts.into(),
-            namespace,
-            session_timeout: Self::DEFAULT_SESSION_TIMEOUT,
-            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            suspension_grace: Self::DEFAULT_SUSPENSION_GRACE,
-            inst: Arc::new(NoopInstrumenter),
-        }
+        ZkLockBackendBuilder::new(hosts.into(), namespace)
     }
 
     /// The namespace locks are taken in.
@@ -248,7 +230,8 @@ impl ZkLockBackend {
     /// `/sync/regionleader/<namespace>/<id with / as #>`.
     pub fn leader_path(&self, id: &LockId) -> String {
         format!(
-            "/sync/regionleader/{}/{}",
+            "{}/{}/{}",
+            acl::LEADER_ROOT,
             self.inner.namespace,
             id.path_component()
         )
@@ -268,7 +251,13 @@ impl ZkLockBackend {
         let give_up =
             wait_until.map(|at| at.max(Instant::now() + session.client.session_timeout()));
         let path_use = PathUse::begin(&self.inner.paths, dir);
-        let mut contender = Contender::new(session, path_use, data, self.inner.inst.clone());
+        let mut contender = Contender::new(
+            session,
+            path_use,
+            data,
+            self.inner.acls.clone(),
+            self.inner.inst.clone(),
+        );
         let run = contender.run(wait_until);
         let result = match give_up {
             Some(at) => tokio::time::timeout_at(at, run)
@@ -321,84 +310,6 @@ struct Won {
 enum Lost {
     Contended,
     Failed(SyncError),
-}
-
-impl ZkLockBackendBuilder {
-    /// The session timeout to ask for (default
-    /// [`DEFAULT_SESSION_TIMEOUT`](ZkLockBackend::DEFAULT_SESSION_TIMEOUT)). A crashed
-    /// holder's locks are freed this long after its last heartbeat.
-    pub fn session_timeout(mut self, timeout: Duration) -> Self {
-        self.session_timeout = timeout;
-        self
-    }
-
-    /// How long to try to open a session (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](ZkLockBackend::DEFAULT_CONNECT_TIMEOUT)).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// After how long a suspended connection counts as loss, as a fraction of the negotiated
-    /// session timeout (default [`DEFAULT_SUSPENSION_GRACE`](ZkLockBackend::DEFAULT_SUSPENSION_GRACE)).
-    /// `0.0` reports loss as soon as the connection drops (Curator's default policy);
-    /// `f64::INFINITY` only on session expiry, which the client learns at about 1.4 × the
-    /// session timeout: after the server may have let someone else in. The grace is computed
-    /// from the timeout the server granted for the first session.
-    pub fn suspension_grace(mut self, fraction: f64) -> Self {
-        self.suspension_grace = fraction;
-        self
-    }
-
-    /// Where the `sync.regionlock.*` and `sync.regionleader.*` metrics go (default: nowhere).
-    pub fn instrumenter(mut self, inst: Arc<dyn Instrumenter>) -> Self {
-        self.inst = inst;
-        self
-    }
-
-    /// Validates the settings and opens the first session.
-    ///
-    /// # Errors
-    /// [`SyncError::InvalidConfig`] naming a bad setting; [`SyncError::Backend`] if no
-    /// session could be opened within the connect timeout.
-    pub async fn connect(self) -> Result<ZkLockBackend, SyncError> {
-        if self.session_timeout.is_zero() {
-            return Err(SyncError::InvalidConfig {
-                field: "session_timeout",
-                reason: "must be more than zero".into(),
-            });
-        }
-        if self.connect_timeout.is_zero() {
-            return Err(SyncError::InvalidConfig {
-                field: "connect_timeout",
-                reason: "must be more than zero".into(),
-            });
-        }
-        if self.suspension_grace.is_nan() || self.suspension_grace < 0.0 {
-            return Err(SyncError::InvalidConfig {
-                field: "suspension_grace",
-                reason: format!(
-                    "{} is not a fraction of zero or more",
-                    self.suspension_grace
-                ),
-            });
-        }
-        let sessions = Sessions::new(SessionConfig {
-            hosts: self.hosts,
-            session_timeout: self.session_timeout,
-            connect_timeout: self.connect_timeout,
-            suspension_grace: self.suspension_grace,
-        });
-        sessions.get().await?;
-        Ok(ZkLockBackend {
-            inner: Arc::new(Inner {
-                sessions,
-                namespace: self.namespace,
-                paths: Arc::default(),
-                inst: self.inst,
-            }),
-        })
-    }
 }
 
 fn token(czxid: i64) -> FencingToken {
@@ -520,31 +431,5 @@ mod tests {
     fn the_backend_is_send_sync_and_cheap_to_clone() {
         fn assert_bounds<T: Send + Sync + Clone + 'static>() {}
         assert_bounds::<ZkLockBackend>();
-    }
-
-    #[tokio::test]
-    async fn bad_settings_are_refused_before_connecting() {
-        let ns = Namespace::new("com.example").unwrap();
-        let builder = ZkLockBackend::builder("127.0.0.1:1", ns);
-        for (bad, field) in [
-            (
-                builder.clone().session_timeout(Duration::ZERO),
-                "session_timeout",
-            ),
-            (
-                builder.clone().connect_timeout(Duration::ZERO),
-                "connect_timeout",
-            ),
-            (builder.clone().suspension_grace(-0.5), "suspension_grace"),
-            (
-                builder.clone().suspension_grace(f64::NAN),
-                "suspension_grace",
-            ),
-        ] {
-            match bad.connect().await {
-                Err(SyncError::InvalidConfig { field: got, .. }) => assert_eq!(got, field),
-                other => panic!("{field}: expected InvalidConfig, got {other:?}"),
-            }
-        }
     }
 }

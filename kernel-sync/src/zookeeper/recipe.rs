@@ -32,10 +32,11 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{
-    Acls, CreateMode, EventType, MultiWriteError, MultiWriteResult, OneshotWatcher, Stat,
+    Client, CreateMode, EventType, MultiWriteError, MultiWriteResult, OneshotWatcher, Stat,
 };
 
 use super::PathUse;
+use super::acl::NodeAcls;
 use super::gotime;
 use super::session::ZkSession;
 use crate::SyncError;
@@ -87,6 +88,8 @@ pub(crate) struct Contender {
     pub(crate) last_error: Option<zookeeper_client::Error>,
     /// Whether the next create tries the uncontended fast path first (see the module docs).
     fast_path: bool,
+    /// The ACLs of the nodes it creates.
+    acls: Arc<NodeAcls>,
     inst: Arc<dyn kernel_inst::Instrumenter>,
 }
 
@@ -162,6 +165,7 @@ impl Contender {
         session: Arc<ZkSession>,
         path_use: PathUse,
         data: Vec<u8>,
+        acls: Arc<NodeAcls>,
         inst: Arc<dyn kernel_inst::Instrumenter>,
     ) -> Self {
         let name_prefix = format!("_c_{}-{LOCK_MARKER}", uuid::Uuid::new_v4());
@@ -178,6 +182,7 @@ impl Contender {
             armed: true,
             saw_holder: false,
             last_error: None,
+            acls,
             inst,
         }
     }
@@ -301,10 +306,13 @@ impl Contender {
             }
             Err(error) => return Err(Outcome::Failed(zk_error("watch the predecessor", error))),
         };
-        let expires = gotime::decode(&data);
-        if let Some(expires) = expires.filter(|at| *at <= SystemTime::now()) {
-            self.reap(predecessor, &stat, expires).await?;
-            return Ok(());
+        let mut expires = gotime::decode(&data);
+        if let Some(expired) = expires.filter(|at| *at <= SystemTime::now()) {
+            if self.reap(predecessor, &stat, expired).await? {
+                return Ok(());
+            }
+            // Not ours to remove (the lock path's ACL): wait for its holder to let go.
+            expires = None;
         }
         let expiry = async {
             match expires.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
@@ -332,18 +340,28 @@ impl Contender {
     }
 
     /// Deletes a predecessor whose holder's claim has expired (H2's reaper, done by the one
-    /// contender waiting on it).
-    async fn reap(&mut self, node: &str, stat: &Stat, expired: SystemTime) -> Result<(), Outcome> {
+    /// contender waiting on it). Returns `false` if the lock path's ACL does not let us: the
+    /// caller then waits for the holder (whose own `hold_for` removes its node).
+    async fn reap(
+        &mut self,
+        node: &str,
+        stat: &Stat,
+        expired: SystemTime,
+    ) -> Result<bool, Outcome> {
         match self.session.client.delete(node, Some(stat.version)).await {
             Ok(()) => {
                 tracing::info!(%node, ?expired, "removed an expired lock node");
                 metrics::count(&*self.inst, REGION_LOCK_REAPED);
-                Ok(())
+                Ok(true)
             }
-            Err(zookeeper_client::Error::NoNode | zookeeper_client::Error::BadVersion) => Ok(()),
+            Err(zookeeper_client::Error::NoNode | zookeeper_client::Error::BadVersion) => Ok(true),
+            Err(zookeeper_client::Error::NoAuth) => {
+                tracing::warn!(%node, ?expired, "an expired lock node is not ours to remove (ACL); waiting for its holder");
+                Ok(false)
+            }
             Err(error) if is_connection_loss(&error) => {
                 self.last_error = Some(error);
-                Ok(())
+                Ok(true)
             }
             Err(error) => Err(Outcome::Failed(zk_error(
                 "remove an expired lock node",
@@ -364,7 +382,8 @@ impl Contender {
         }
         let client = self.session.client.clone();
         let prefix = format!("{}/{}", self.dir, self.name_prefix);
-        let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+        let acls = self.acls.clone();
+        let options = CreateMode::EphemeralSequential.with_acls(acls.node());
         loop {
             self.create_sent = true;
             let create = client.create(&prefix, &self.data, &options);
@@ -386,8 +405,7 @@ impl Contender {
                     return Ok(listed.ok());
                 }
                 Err(zookeeper_client::Error::NoNode) => {
-                    let dirs = CreateMode::Container.with_acls(Acls::anyone_all());
-                    match client.mkdir(&self.dir, &dirs).await {
+                    match make_dirs(&client, &self.dir, &acls).await {
                         Ok(()) => {}
                         Err(error) if is_connection_loss(&error) => {
                             self.last_error = Some(error);
@@ -417,8 +435,11 @@ impl Contender {
         let client = self.session.client.clone();
         let name = format!("{}{:010}", self.name_prefix, 0);
         let path = format!("{}/{name}", self.dir);
-        let dir_options = CreateMode::Container.with_acls(Acls::anyone_all());
-        let node_options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        // The same ACLs as the standard path's, so that a path the fast path re-creates is
+        // protected as one `make_dirs` creates.
+        let acls = self.acls.clone();
+        let dir_options = CreateMode::Container.with_acls(acls.dir(&self.dir));
+        let node_options = CreateMode::Ephemeral.with_acls(acls.node());
         for replace in [true, false] {
             let mut multi = client.new_multi_writer();
             let built = (if replace {
@@ -624,6 +645,37 @@ impl Drop for Contender {
         // background. Without a runtime the session's end removes it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(self.cleanup());
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents as containers, each with the ACL [`NodeAcls`] gives
+/// its path (`mkdir` would give all of them one ACL). Parents that exist are left as they are.
+async fn make_dirs(
+    client: &Client,
+    dir: &str,
+    acls: &NodeAcls,
+) -> Result<(), zookeeper_client::Error> {
+    // Try the deepest missing node first: usually only the lock path itself is missing.
+    let mut end = dir.len();
+    loop {
+        let path = &dir[..end];
+        let options = CreateMode::Container.with_acls(acls.dir(path));
+        match client.create(path, &[], &options).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {
+                if end == dir.len() {
+                    return Ok(());
+                }
+                end = dir[end + 1..]
+                    .find('/')
+                    .map_or(dir.len(), |at| end + 1 + at);
+            }
+            Err(zookeeper_client::Error::NoNode) => match path.rfind('/') {
+                Some(at) if at > 0 => end = at,
+                // The root (or the chroot) itself is missing.
+                _ => return Err(zookeeper_client::Error::NoNode),
+            },
+            Err(error) => return Err(error),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Client, SessionState};
 
+use super::acl::DigestCredentials;
 use crate::{LossReason, SyncError};
 
 /// How to open sessions.
@@ -23,6 +24,8 @@ pub(crate) struct SessionConfig {
     pub(crate) connect_timeout: Duration,
     /// Suspension beyond this fraction of the negotiated session timeout counts as a loss.
     pub(crate) suspension_grace: f64,
+    /// Added to every session with the `digest` scheme.
+    pub(crate) digest: Option<DigestCredentials>,
 }
 
 /// Hands out the current session, opening a new one once it has ended.
@@ -68,7 +71,12 @@ pub(crate) struct ZkSession {
 
 impl ZkSession {
     async fn connect(config: &SessionConfig) -> Result<Arc<ZkSession>, SyncError> {
-        let connector = Client::connector().with_session_timeout(config.session_timeout);
+        let mut connector = Client::connector().with_session_timeout(config.session_timeout);
+        if let Some(digest) = &config.digest {
+            // Sent first on every connection of the session, reconnections included; ZooKeeper
+            // accepts any well-formed digest identity, so this cannot fail for a wrong password.
+            connector = connector.with_auth("digest", &digest.auth_packet());
+        }
         let client =
             match tokio::time::timeout(config.connect_timeout, connector.connect(&config.hosts))
                 .await
