@@ -274,6 +274,8 @@ async fn execute(
         .without_max_times()
         .build();
     let mut last_error = None;
+    // Whether `last_error` came from an error reply (its code is the remote's).
+    let mut last_remote = false;
     // Since when every send has come back undelivered (no route, connection lost).
     let mut undelivered_since: Option<Instant> = None;
 
@@ -327,9 +329,10 @@ async fn execute(
                         // a NoRoute or Timeout a handler passes on from further down must not
                         // be retried by every caller up the chain.
                         if error.kind() != Kind::Overloaded {
-                            return Err(record(inst, error));
+                            return Err(record_remote(inst, error));
                         }
                         last_error = Some(error);
+                        last_remote = true;
                         pause(&mut backoff, attempt, options, deadline).await;
                         continue;
                     }
@@ -355,17 +358,18 @@ async fn execute(
             }
         }
         last_error = Some(failure);
+        last_remote = false;
         pause(&mut backoff, attempt, options, deadline).await;
     }
 
-    let error = match last_error {
-        Some(error) => in_context(error, &request),
+    match last_error {
+        Some(error) if last_remote => Err(record_remote(inst, in_context(error, &request))),
+        Some(error) => Err(record(inst, in_context(error, &request))),
         None => {
             inst.timing(&buckets.timed_out, started.elapsed(), 1.0);
-            timed_out(&request, budget)
+            Err(record(inst, timed_out(&request, budget)))
         }
-    };
-    Err(record(inst, error))
+    }
 }
 
 /// Pauses before the next attempt after a failure that came back at once; not after the last
@@ -401,9 +405,21 @@ fn timed_out(request: &Envelope, budget: Duration) -> Error {
     in_context(error, request)
 }
 
-/// Counts an error returned to the caller (`client.error.<code>`) and returns it.
+/// Counts an error this client raised (`client.error.<code>`: its codes are a fixed set) and
+/// returns it.
 fn record(inst: &dyn kernel_inst::Instrumenter, error: Error) -> Error {
     inst.counter(&format!("client.error.{}", error.code()), 1, 1.0);
+    error
+}
+
+/// Counts an error a service answered with (`client.error.remote.<KIND>`) and returns it. Its
+/// code came off the wire, so it does not name the metric: any broker user can send any code.
+fn record_remote(inst: &dyn kernel_inst::Instrumenter, error: Error) -> Error {
+    inst.counter(
+        &format!("client.error.remote.{}", error.kind().as_str()),
+        1,
+        1.0,
+    );
     error
 }
 

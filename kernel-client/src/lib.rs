@@ -49,6 +49,7 @@ pub use client::{
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use mock::{MockClient, NO_STUB};
 pub use parallel::{DEFAULT_CONCURRENCY, Outcomes, parallel};
+pub use router::ANSWERS_PER_CALL;
 
 /// Codes of the errors this crate raises.
 pub mod codes {

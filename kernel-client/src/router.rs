@@ -12,12 +12,17 @@ use kernel_transport::{Deliveries, Destination, Envelope, MessageType, Transport
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Answers kept for one call until it reads them: one per attempt is the norm; more (a
+/// broker user replaying replies to a call) are dropped and counted as stray, so that nobody
+/// can grow a waiting call's memory.
+pub const ANSWERS_PER_CALL: usize = 16;
+
 /// Calls waiting for a reply, by message id.
 #[derive(Debug, Default)]
-pub(crate) struct Pending(Mutex<HashMap<String, mpsc::UnboundedSender<Envelope>>>);
+pub(crate) struct Pending(Mutex<HashMap<String, mpsc::Sender<Envelope>>>);
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Envelope>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::Sender<Envelope>>> {
         // Each critical section is one map operation: nothing is left half done by a panic.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -25,7 +30,7 @@ impl Pending {
     /// Registers a call: every answer correlated with `message_id` goes to it until the
     /// returned registration is dropped (one registration serves all the call's attempts).
     pub(crate) fn register(self: &Arc<Self>, message_id: &str) -> Registration {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(ANSWERS_PER_CALL);
         self.lock().insert(message_id.to_owned(), sender);
         Registration {
             pending: Arc::clone(self),
@@ -37,7 +42,7 @@ impl Pending {
     /// Hands an answer to its call; false if no call waits for it.
     fn complete(&self, envelope: Envelope) -> bool {
         let sender = self.lock().get(&envelope.correlation_id).cloned();
-        sender.is_some_and(|sender| sender.send(envelope).is_ok())
+        sender.is_some_and(|sender| sender.try_send(envelope).is_ok())
     }
 
     /// Tells every waiting call that no answer will come.
@@ -51,7 +56,7 @@ impl Pending {
 pub(crate) struct Registration {
     pending: Arc<Pending>,
     message_id: String,
-    receiver: mpsc::UnboundedReceiver<Envelope>,
+    receiver: mpsc::Receiver<Envelope>,
 }
 
 impl Registration {

@@ -48,10 +48,11 @@ mod service;
 
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
 pub use handler::Handler;
-pub use replies::{REPLY_CACHE_CAPACITY, REPLY_CACHE_TTL};
+pub use replies::{REPLY_CACHE_ENTRY_OVERHEAD, REPLY_CACHE_MAX_BYTES, REPLY_CACHE_TTL};
 pub use request::{Request, RequestContext};
 pub use service::{
-    BuildError, DEFAULT_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT, Service, ServiceBuilder,
+    BuildError, DEFAULT_CAPACITY, DEFAULT_MAX_SESSION_ID, DEFAULT_SHUTDOWN_TIMEOUT, Service,
+    ServiceBuilder,
 };
 
 /// Codes of the errors this crate raises.
@@ -67,6 +68,8 @@ pub mod codes {
     pub const PANIC: &str = "kernel.server.panic";
     /// The handler's response could not be encoded.
     pub const MARSHAL: &str = "kernel.server.marshal";
+    /// The request's session id is longer than the service accepts.
+    pub const SESSION_ID_TOO_LONG: &str = "kernel.server.sessionidtoolong";
     /// A consumer (the work queue's or a subscription's) stopped delivering while serving.
     pub const CONSUMER_ENDED: &str = "kernel.server.consumerended";
 }

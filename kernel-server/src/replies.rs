@@ -11,18 +11,26 @@
 //!
 //! The key includes `reply_to` so that nobody but the caller can fetch a kept reply by
 //! guessing its id. The cache is per instance: a retry that another instance takes (competing
-//! consumers) runs there. Entries are bounded in number ([`REPLY_CACHE_CAPACITY`]) and time.
+//! consumers) runs there. Entries are bounded in bytes ([`REPLY_CACHE_MAX_BYTES`], counting
+//! each entry's ids, reply payload and [`REPLY_CACHE_ENTRY_OVERHEAD`]) and time, and evicted
+//! least recently used first. A new entry is always admitted: a flood of unique message ids
+//! pushes older entries out, but cannot stop the cache from remembering the requests that
+//! arrive next (a frequency-based admission policy would refuse them, and silently stop
+//! deduplicating ordinary retries).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kernel_transport::Envelope;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 /// How long an instance remembers a request it answered.
 pub const REPLY_CACHE_TTL: Duration = Duration::from_secs(60);
-/// How many requests an instance remembers at most (the least recently used go first).
-pub const REPLY_CACHE_CAPACITY: u64 = 10_000;
+/// The most an instance's reply cache holds, in bytes (the least recently used go first).
+pub const REPLY_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// What one entry is counted as beyond its ids and reply payload.
+pub const REPLY_CACHE_ENTRY_OVERHEAD: u32 = 256;
 
 /// What to do with an arriving request.
 #[derive(Debug)]
@@ -43,9 +51,15 @@ pub(crate) struct ReplyCache {
 
 impl ReplyCache {
     pub(crate) fn new() -> Self {
+        Self::with_max_bytes(REPLY_CACHE_MAX_BYTES)
+    }
+
+    fn with_max_bytes(max_bytes: u64) -> Self {
         ReplyCache {
             entries: Cache::builder()
-                .max_capacity(REPLY_CACHE_CAPACITY)
+                .max_capacity(max_bytes)
+                .weigher(weigh)
+                .eviction_policy(EvictionPolicy::lru())
                 .time_to_live(REPLY_CACHE_TTL)
                 .build(),
         }
@@ -79,6 +93,13 @@ impl ReplyCache {
     pub(crate) fn forget(&self, request: &Envelope) {
         self.entries.invalidate(&key(request));
     }
+}
+
+fn weigh((reply_to, message_id): &(String, String), reply: &Option<Arc<Envelope>>) -> u32 {
+    let payload = reply.as_ref().map_or(0, |reply| reply.payload.len());
+    u32::try_from(reply_to.len() + message_id.len() + payload)
+        .unwrap_or(u32::MAX)
+        .saturating_add(REPLY_CACHE_ENTRY_OVERHEAD)
 }
 
 fn key(request: &Envelope) -> (String, String) {
@@ -123,6 +144,33 @@ mod tests {
             cache.arrive(&request("m-1", "instance-b")),
             Seen::First
         ));
+    }
+
+    #[test]
+    fn a_flood_of_unique_ids_does_not_stop_dedupe_of_the_next_request() {
+        let cache = ReplyCache::with_max_bytes(64 * 1024);
+        for n in 0..5_000 {
+            let flood = request(&format!("flood-{n}"), "instance-x");
+            assert!(matches!(cache.arrive(&flood), Seen::First));
+            if n % 100 == 0 {
+                cache.entries.run_pending_tasks();
+            }
+        }
+        cache.entries.run_pending_tasks();
+        assert!(
+            cache.entries.weighted_size() <= 64 * 1024,
+            "over budget: {}",
+            cache.entries.weighted_size()
+        );
+        let ordinary = request("m-1", "instance-a");
+        assert!(matches!(cache.arrive(&ordinary), Seen::First));
+        let reply = ordinary.reply(ContentType::Protobuf, "ok".into());
+        cache.answered(&ordinary, &reply);
+        cache.entries.run_pending_tasks();
+        assert!(
+            matches!(cache.arrive(&ordinary), Seen::Answered(_)),
+            "the retry was not deduplicated"
+        );
     }
 
     #[test]

@@ -41,6 +41,9 @@ use crate::replies::{ReplyCache, Seen};
 pub const DEFAULT_CAPACITY: u16 = 100;
 /// How long shutdown waits for requests in flight unless told otherwise.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest session id a request may carry, in bytes, unless
+/// [`ServiceBuilder::max_session_id`] says otherwise.
+pub const DEFAULT_MAX_SESSION_ID: usize = 1024;
 
 /// A running service's endpoints and the transport they are served on.
 ///
@@ -96,6 +99,7 @@ struct Inner {
     endpoints: HashMap<String, Endpoint>,
     capacity: u16,
     shutdown_timeout: Duration,
+    max_session_id: usize,
     client: Client,
     instrumenter: Arc<dyn Instrumenter>,
     replies: ReplyCache,
@@ -111,6 +115,7 @@ pub struct ServiceBuilder {
     endpoints: Vec<Endpoint>,
     capacity: u16,
     shutdown_timeout: Duration,
+    max_session_id: usize,
     instrumenter: Option<Arc<dyn Instrumenter>>,
     client: Option<Client>,
 }
@@ -150,6 +155,7 @@ impl Service {
             endpoints: Vec::new(),
             capacity: DEFAULT_CAPACITY,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_session_id: DEFAULT_MAX_SESSION_ID,
             instrumenter: None,
             client: None,
         }
@@ -322,6 +328,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// The longest session id a request may carry, in bytes (default
+    /// [`DEFAULT_MAX_SESSION_ID`]); a longer one is answered with `BadRequest`
+    /// ([`codes::SESSION_ID_TOO_LONG`]) without running the handler.
+    pub fn max_session_id(mut self, bytes: usize) -> Self {
+        self.max_session_id = bytes;
+        self
+    }
+
     /// Where outcomes are recorded; default the client's instrumenter.
     pub fn instrumenter(mut self, instrumenter: Arc<dyn Instrumenter>) -> Self {
         self.instrumenter = Some(instrumenter);
@@ -375,6 +389,7 @@ impl ServiceBuilder {
                 endpoints,
                 capacity: self.capacity,
                 shutdown_timeout: self.shutdown_timeout,
+                max_session_id: self.max_session_id,
                 instrumenter,
                 replies: ReplyCache::new(),
             }),
@@ -478,18 +493,41 @@ async fn send_reply(
     }
 }
 
+/// At most the first 64 characters of a name from the wire, for messages and logs: nothing a
+/// caller sends is reflected unbounded.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// Finds the endpoint and runs its handler, turning a panic into an internal error.
 async fn dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Error> {
     if !request.service.is_empty() && request.service != inner.name {
         return Err(Error::not_found(
             codes::WRONG_SERVICE,
-            format!("this is {}, not {}", inner.name, request.service),
+            format!("this is {}, not {:?}", inner.name, clip(&request.service)),
+        ));
+    }
+    if request.session_id.len() > inner.max_session_id {
+        return Err(Error::bad_request(
+            codes::SESSION_ID_TOO_LONG,
+            format!(
+                "a session id of {} bytes is over the limit of {}",
+                request.session_id.len(),
+                inner.max_session_id
+            ),
         ));
     }
     let endpoint = inner.endpoints.get(&request.endpoint).ok_or_else(|| {
         Error::not_found(
             codes::UNKNOWN_ENDPOINT,
-            format!("{} has no endpoint {:?}", inner.name, request.endpoint),
+            format!(
+                "{} has no endpoint {:?}",
+                inner.name,
+                clip(&request.endpoint)
+            ),
         )
     })?;
     run_handler(inner, endpoint, request).await
@@ -531,9 +569,20 @@ fn answer(
 ) -> Envelope {
     let inst = inner.instrumenter.as_ref();
     let content_type = request.content_type.for_reply();
+    // Metric names come from the endpoints served, never from the wire: a request for an
+    // endpoint that does not exist has no per-endpoint timing.
+    let endpoint = inner
+        .endpoints
+        .get(&request.endpoint)
+        .map(|endpoint| endpoint.name.as_str());
+    let timing = |bucket: &str| {
+        if let Some(endpoint) = endpoint {
+            inst.timing(&format!("{bucket}.{endpoint}"), elapsed, 1.0);
+        }
+    };
     match outcome {
         Ok(payload) => {
-            inst.timing(&format!("success.{}", request.endpoint), elapsed, 1.0);
+            timing("success");
             request.reply(content_type, payload)
         }
         Err(error) => {
@@ -543,11 +592,11 @@ fn answer(
                 Kind::BadRequest | Kind::NotFound => "success",
                 _ => "error",
             };
-            inst.timing(&format!("{bucket}.{}", request.endpoint), elapsed, 1.0);
+            timing(bucket);
             if error.kind() == Kind::InternalServerError {
-                tracing::warn!(endpoint = %request.endpoint, %error, "internal error");
+                tracing::warn!(endpoint = %clip(&request.endpoint), %error, "internal error");
             } else {
-                tracing::debug!(endpoint = %request.endpoint, %error, "error reply");
+                tracing::debug!(endpoint = %clip(&request.endpoint), %error, "error reply");
             }
             let payload =
                 codec::encode(content_type, &PlatformError::from(&error)).unwrap_or_else(|_| {

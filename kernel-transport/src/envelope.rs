@@ -259,13 +259,23 @@ impl Envelope {
                 .is_some_and(|v| v == "ping")
     }
 
+    /// An answer repeats the request's service and endpoint (as H2 did) only when each is a
+    /// possible name (at most 255 bytes): a request cannot make its answer larger than a
+    /// frame by sending huge ones.
     fn answer(&self, message_type: MessageType, content_type: ContentType, payload: Bytes) -> Self {
+        let name = |value: &str| {
+            if value.len() <= crate::error::MAX_NAME_LEN {
+                value.to_owned()
+            } else {
+                String::new()
+            }
+        };
         Envelope {
             message_type,
             correlation_id: self.message_id.clone(),
             content_type,
-            service: self.service.clone(),
-            endpoint: self.endpoint.clone(),
+            service: name(&self.service),
+            endpoint: name(&self.endpoint),
             payload,
             ..Envelope::default()
         }

@@ -110,9 +110,12 @@ impl From<TransportError> for Error {
     }
 }
 
+/// The longest service, topic or queue name: an AMQP short string.
+pub(crate) const MAX_NAME_LEN: usize = 255;
+
 /// Checks a service, topic or queue name: non-empty and at most 255 bytes (AMQP short string).
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), TransportError> {
-    if name.is_empty() || name.len() > 255 {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(TransportError::InvalidName {
             what,
             name: name.to_owned(),
