@@ -13,6 +13,10 @@ pub enum Error {
     /// The socket failed (connect, read, write, TLS handshake).
     #[error("AMQP I/O error: {0}")]
     Io(Arc<std::io::Error>),
+    /// The TLS handshake failed (most often: the broker's certificate is not trusted, or not
+    /// for this host name). Not worth retrying until the configuration changes.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No answer from the broker in time (connecting, or heartbeats missed).
     #[error("the broker did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -68,6 +72,7 @@ impl Error {
         matches!(
             self,
             Error::Io(_)
+                | Error::Tls(_)
                 | Error::Timeout(_)
                 | Error::AccessRefused(_)
                 | Error::ConnectionClosed { .. }

@@ -40,7 +40,8 @@ pub(crate) async fn wrap(
         .map_err(|_| Error::InvalidUrl(format!("{:?} is not a TLS server name", options.host)))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?;
+        .await
+        .map_err(|e| Error::Tls(e.to_string()))?;
     Ok(Box::new(stream))
 }
 
