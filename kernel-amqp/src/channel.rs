@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{Command, Shared, put_method};
+use crate::connection::{self, Command, Shared, put_method};
 use crate::frame::{Close, FRAME_BODY, FRAME_HEADER, FRAME_OVERHEAD, Method, put_frame};
 use crate::types::{DecodeError, FieldTable, ShortString};
 use crate::{Error, Properties};
@@ -100,6 +100,7 @@ impl Drop for ChannelRef {
         let _ = self.shared.commands.try_send(Command::Call {
             channel: (self.id, self.generation),
             method: close_method(),
+            consumer: None,
             reply,
         });
     }
@@ -147,11 +148,20 @@ impl Channel {
     }
 
     async fn call(&self, method: Method) -> Result<Method, Error> {
+        self.call_with(method, None).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        consumer: Option<(Bytes, connection::Consumer)>,
+    ) -> Result<Method, Error> {
         let (reply, wait) = oneshot::channel();
         self.shared()
             .send(Command::Call {
                 channel: self.key(),
                 method,
+                consumer,
                 reply,
             })
             .await?;
@@ -271,22 +281,17 @@ impl Channel {
         capacity: usize,
     ) -> Result<Consumer, Error> {
         let (deliveries, receiver) = mpsc::channel(capacity.max(1));
-        let (reply, wait) = oneshot::channel();
-        self.shared()
-            .send(Command::Consume {
-                channel: self.key(),
-                tag: Bytes::copy_from_slice(tag.as_bytes()),
-                no_ack,
-                deliveries,
-                method: Method::BasicConsume {
-                    queue: queue.to_owned(),
-                    tag: tag.to_owned(),
-                    no_ack,
-                },
-                reply,
-            })
-            .await?;
-        self.shared().wait(wait).await?;
+        let consumer = connection::Consumer { deliveries, no_ack };
+        let method = Method::BasicConsume {
+            queue: queue.to_owned(),
+            tag: tag.to_owned(),
+            no_ack,
+        };
+        self.call_with(
+            method,
+            Some((Bytes::copy_from_slice(tag.as_bytes()), consumer)),
+        )
+        .await?;
         Ok(Consumer {
             tag: tag.into(),
             receiver,

@@ -99,18 +99,12 @@ pub(crate) enum Command {
     OpenChannel {
         reply: oneshot::Sender<Result<(u16, u64), Error>>,
     },
-    /// A method with a synchronous reply.
+    /// A method with a synchronous reply; for `basic.consume`, with the consumer to register
+    /// under its tag.
     Call {
         channel: (u16, u64),
         method: Method,
-        reply: oneshot::Sender<Result<Method, Error>>,
-    },
-    Consume {
-        channel: (u16, u64),
-        tag: Bytes,
-        no_ack: bool,
-        deliveries: mpsc::Sender<Delivery>,
-        method: Method,
+        consumer: Option<(Bytes, Consumer)>,
         reply: oneshot::Sender<Result<Method, Error>>,
     },
     /// Encoded frames of one message.
@@ -404,9 +398,10 @@ enum IncomingKind {
     Return,
 }
 
-struct Consumer {
-    deliveries: mpsc::Sender<Delivery>,
-    no_ack: bool,
+/// Where a consumer's deliveries go.
+pub(crate) struct Consumer {
+    pub(crate) deliveries: mpsc::Sender<Delivery>,
+    pub(crate) no_ack: bool,
 }
 
 struct Unconfirmed {
@@ -571,6 +566,7 @@ impl Driver {
             Command::Call {
                 channel,
                 method,
+                consumer,
                 reply,
             } => {
                 let mut encoded = BytesMut::new();
@@ -587,29 +583,9 @@ impl Driver {
                     Method::ChannelClose(_) => state.closing = true,
                     _ => {}
                 }
-                state.waiters.push_back(Box::new(move |result| {
-                    let _ = reply.send(result);
-                }));
-                self.out.extend_from_slice(&encoded);
-            }
-            Command::Consume {
-                channel,
-                tag,
-                no_ack,
-                deliveries,
-                method,
-                reply,
-            } => {
-                let mut encoded = BytesMut::new();
-                if let Err(error) = put_method(&mut encoded, channel.0, &method) {
-                    let _ = reply.send(Err(error));
-                    return Ok(());
+                if let Some((tag, consumer)) = consumer {
+                    state.consumers.insert(tag, consumer);
                 }
-                let Some(state) = self.channel(channel) else {
-                    let _ = reply.send(Err(channel_gone()));
-                    return Ok(());
-                };
-                state.consumers.insert(tag, Consumer { deliveries, no_ack });
                 state.waiters.push_back(Box::new(move |result| {
                     let _ = reply.send(result);
                 }));
@@ -954,9 +930,7 @@ fn channel_gone() -> Error {
 fn fail_command(command: Command, error: &Error) {
     match command {
         Command::OpenChannel { reply } => drop(reply.send(Err(error.clone()))),
-        Command::Call { reply, .. } | Command::Consume { reply, .. } => {
-            drop(reply.send(Err(error.clone())));
-        }
+        Command::Call { reply, .. } => drop(reply.send(Err(error.clone()))),
         Command::Publish { confirm, .. } => drop(confirm.send(Err(error.clone()))),
         Command::Close { reply } => drop(reply.send(Ok(()))),
         Command::Send { .. } => {}
