@@ -71,9 +71,13 @@ pub use types::{DEFAULT_MAX_TABLE_DEPTH, DecodeError, FieldTable, FieldValue, Sh
 pub mod fuzz {
     use bytes::Bytes;
 
-    /// Decodes a content header payload (class, weight, size, flags, properties).
-    pub fn content_header(bytes: &[u8]) {
-        let _ = crate::properties::decode_header(Bytes::copy_from_slice(bytes), 8);
+    /// Decodes a content header payload (class, weight, size, flags, properties); the
+    /// properties if they are readable.
+    pub fn content_header(bytes: &[u8]) -> Option<crate::Properties> {
+        crate::properties::decode_header(Bytes::copy_from_slice(bytes), 8)
+            .ok()?
+            .properties
+            .ok()
     }
 
     /// Decodes a method frame payload.

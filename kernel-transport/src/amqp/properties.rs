@@ -221,6 +221,55 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever properties a broker user publishes, reading them as an envelope ends in an
+        /// envelope or a reason, never a panic.
+        #[test]
+        fn any_readable_properties_become_an_envelope_or_a_reason(
+            flags in proptest::prelude::any::<u16>(),
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let mut header = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            header.extend_from_slice(&(flags & !1).to_be_bytes());
+            header.extend_from_slice(&bytes);
+            if let Some(properties) = kernel_amqp::fuzz::content_header(&header) {
+                let _ = to_envelope(&properties, Bytes::new());
+            }
+        }
+
+        /// Ids of any bytes, headers of any names and values: an envelope exactly when the
+        /// ids are UTF-8, and then every UTF-8 header name is kept.
+        #[test]
+        fn ids_and_headers_of_any_bytes(
+            ids in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 3),
+            entries in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+                 proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+                 proptest::prelude::any::<i64>()),
+                0..8,
+            ),
+        ) {
+            let short = |bytes: &Vec<u8>| Some(ShortString::from(Bytes::from(bytes.clone())));
+            let mut properties = Properties::default();
+            properties.message_id = short(&ids[0]);
+            properties.correlation_id = short(&ids[1]);
+            properties.reply_to = short(&ids[2]);
+            let mut table = FieldTable::new();
+            for (i, (name, text, number)) in entries.iter().enumerate() {
+                let value = if i % 2 == 0 {
+                    FieldValue::LongString(Bytes::from(text.clone()))
+                } else {
+                    FieldValue::I64(*number)
+                };
+                table.insert(ShortString::from(Bytes::from(name.clone())), value);
+            }
+            properties.headers = Some(table);
+            let ids_are_text = ids.iter().all(|id| std::str::from_utf8(id).is_ok());
+            let envelope = to_envelope(&properties, Bytes::new());
+            proptest::prop_assert_eq!(envelope.is_ok(), ids_are_text);
+        }
+    }
+
     #[test]
     fn ids_that_are_not_utf8_make_the_delivery_unreadable() {
         for field in 0..3 {
