@@ -153,14 +153,20 @@ impl Target {
         .unwrap()
     }
 
-    /// A normal call succeeds, and the service is still on its first connection.
-    async fn still_serves(self) {
-        let reply: HelloResponse = self
-            .client
-            .call(&self.name, "hello", &support::hello("after"))
-            .await
-            .unwrap();
+    /// A normal call succeeds (after what was published before it: work-queue order), the
+    /// service refused `rejected` deliveries, and it is still on its first connection.
+    async fn still_serves(self, rejected: Option<u64>) {
+        let reply: HelloResponse = support::bounded(
+            "a normal call",
+            self.client
+                .call(&self.name, "hello", &support::hello("after")),
+        )
+        .await
+        .unwrap();
         assert_eq!(reply.greeting, "hello, after");
+        if let Some(rejected) = rejected {
+            assert_eq!(self.service_transport.rejected(), rejected);
+        }
         assert_eq!(
             self.proxy.accepted(),
             1,
@@ -193,15 +199,8 @@ async fn ids_that_are_not_utf8_are_rejected_without_requeue_and_counted() {
     for properties in [&bad_reply_to, &bad_message_id, &bad_correlation_id] {
         target.publish(properties, br#"{"name":"x"}"#).await;
     }
-    // Work-queue order: the call below is handled after the three were refused.
-    let reply: HelloResponse = target
-        .client
-        .call(&target.name, "hello", &support::hello("ok"))
-        .await
-        .unwrap();
-    assert_eq!(reply.greeting, "hello, ok");
-    assert_eq!(target.service_transport.rejected(), 3);
-    target.still_serves().await;
+    // Work-queue order: the call in `still_serves` is handled after the three were refused.
+    target.still_serves(Some(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,15 +262,7 @@ async fn odd_headers_are_read_leniently_or_refused() {
         headers.insert("nested", FieldValue::Table(table));
     }
     target.publish(&deep, br#"{"name":"deep"}"#).await;
-
-    let reply: HelloResponse = target
-        .client
-        .call(&target.name, "hello", &support::hello("ok"))
-        .await
-        .unwrap();
-    assert_eq!(reply.greeting, "hello, ok");
-    assert_eq!(target.service_transport.rejected(), 1);
-    target.still_serves().await;
+    target.still_serves(Some(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,8 +295,7 @@ async fn large_input_is_refused_or_answered_without_being_reflected() {
     let error = target.error_answer().await;
     assert_eq!(error.code, codes::SESSION_ID_TOO_LONG);
 
-    assert_eq!(target.service_transport.rejected(), 1);
-    target.still_serves().await;
+    target.still_serves(Some(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,14 +331,7 @@ async fn floods_of_stray_replies_and_pings_leave_both_sides_serving() {
             .await
             .unwrap();
     }
-    let reply: HelloResponse = support::bounded(
-        "a call after the flood",
-        target
-            .client
-            .call(&target.name, "hello", &support::hello("ok")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(reply.greeting, "hello, ok");
-    target.still_serves().await;
+    // Unreadable replies to the service's instance queue are counted as rejected, unless
+    // dropped first (its bounds): no exact count.
+    target.still_serves(None).await;
 }
