@@ -1,4 +1,4 @@
-//! [`Call`] (one request, awaited for its response) and [`Publish`].
+//! [`Call`]: one request, awaited for its response; the async driver of its attempts.
 //!
 //! The attempt loop of a call, in order:
 //!
@@ -16,6 +16,9 @@
 //!         nothing in time ────────────► next attempt (a late reply still counts)
 //! out of attempts or time: the last retryable error, or Timeout
 //! ```
+//!
+//! The rules (what to do after each attempt) are [`Attempts`](crate::attempts::Attempts), a
+//! pure step function; this module sends, waits and sleeps.
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -25,11 +28,25 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use kernel_errors::{Error, Kind};
+use bytes::Bytes;
+use kernel_errors::Error;
 use kernel_proto::platform::PlatformError;
 use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec};
 
+use crate::attempts::{Attempts, Failure, Next, Outcome};
 use crate::{Client, codes};
+
+/// A request message of any type, encodable in either content type: what lets a [`Call`] be
+/// generic over its response alone.
+pub(crate) trait Encode: Send + Sync {
+    fn encode(&self, content_type: ContentType) -> Result<Bytes, codec::CodecError>;
+}
+
+impl<M: Message> Encode for M {
+    fn encode(&self, content_type: ContentType) -> Result<Bytes, codec::CodecError> {
+        codec::encode(content_type, self)
+    }
+}
 
 /// The smallest pause before retrying a failure that came back at once (no route, overload).
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -49,7 +66,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// # async fn main() {
 /// # let client = Client::new(InProcessTransport::new());
 /// let reply = client
-///     .call::<_, HealthResponse>("com.example.users", "health", &HealthRequest {})
+///     .call::<HealthResponse>("com.example.users", "health", &HealthRequest {})
 ///     .deadline(Duration::from_millis(500))
 ///     .attempts(2)
 ///     .json()
@@ -59,11 +76,11 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// # }
 /// ```
 #[must_use = "a call does nothing until it is awaited"]
-pub struct Call<'a, Req, Rsp> {
+pub struct Call<'a, Rsp> {
     client: &'a Client,
     service: &'a str,
     endpoint: &'a str,
-    request: &'a Req,
+    request: &'a dyn Encode,
     options: Options,
     _response: PhantomData<fn() -> Rsp>,
 }
@@ -81,7 +98,7 @@ struct Options {
     parent_message_id: String,
 }
 
-impl<Req, Rsp> std::fmt::Debug for Call<'_, Req, Rsp> {
+impl<Rsp> std::fmt::Debug for Call<'_, Rsp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
             .field("service", &self.service)
@@ -91,12 +108,12 @@ impl<Req, Rsp> std::fmt::Debug for Call<'_, Req, Rsp> {
     }
 }
 
-impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
+impl<'a, Rsp: Message> Call<'a, Rsp> {
     pub(crate) fn new(
         client: &'a Client,
         service: &'a str,
         endpoint: &'a str,
-        request: &'a Req,
+        request: &'a dyn Encode,
     ) -> Self {
         let defaults = client.inner().defaults;
         Call {
@@ -140,7 +157,7 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
     /// # let client = Client::new(InProcessTransport::new());
     /// let gave_up = SystemTime::now() - Duration::from_secs(1);
     /// let error = client
-    ///     .call::<_, HealthResponse>("com.example.users", "health", &HealthRequest {})
+    ///     .call::<HealthResponse>("com.example.users", "health", &HealthRequest {})
     ///     .not_after(gave_up)
     ///     .await
     ///     .unwrap_err();
@@ -189,9 +206,12 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
     }
 
     async fn run(self) -> Result<Rsp, Error> {
-        let payload = codec::encode(self.options.content_type, self.request).map_err(|e| {
-            Error::bad_request(codes::MARSHAL, format!("cannot encode the request: {e}"))
-        })?;
+        let payload = self
+            .request
+            .encode(self.options.content_type)
+            .map_err(|e| {
+                Error::bad_request(codes::MARSHAL, format!("cannot encode the request: {e}"))
+            })?;
         let mut request = Envelope::request(
             self.service,
             self.endpoint,
@@ -210,7 +230,7 @@ impl<'a, Req: Message, Rsp: Message> Call<'a, Req, Rsp> {
     }
 }
 
-impl<'a, Req: Message, Rsp: Message> IntoFuture for Call<'a, Req, Rsp> {
+impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
     type Output = Result<Rsp, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
@@ -259,7 +279,7 @@ async fn execute(
     let deadline = started + budget;
     request.deadline = Some(now + budget);
     request.reply_to = inner.transport.instance_queue().to_owned();
-    request.from = client.from_name().to_owned();
+    request.from = client.caller().to_owned();
 
     // The first call starts the reply router: that, too, counts against the deadline.
     match tokio::time::timeout(budget, client.start()).await {
@@ -273,15 +293,9 @@ async fn execute(
         .with_jitter()
         .without_max_times()
         .build();
-    let mut last_error = None;
-    // Whether `last_error` came from an error reply (its code is the remote's).
-    let mut last_remote = false;
-    // Since when every send has come back undelivered (no route, connection lost).
-    let mut undelivered_since: Option<Instant> = None;
+    let mut attempts = Attempts::new(options.attempts, options.attempt_timeout);
 
-    let mut attempt = 0;
-    while attempt < options.attempts {
-        attempt += 1;
+    while attempts.start() {
         let attempt_started = Instant::now();
         let Some(remaining) = deadline
             .checked_duration_since(attempt_started)
@@ -295,24 +309,18 @@ async fn execute(
             inner.transport.send(destination, request.clone()),
         )
         .await;
-        let failure = match sent {
+        let outcome = match sent {
             Err(_elapsed) => break,
-            Ok(Err(error)) => Error::from(error),
+            Ok(Err(error)) => Outcome::SendFailed(Error::from(error)),
             Ok(Ok(())) => {
-                // The last attempt waits for the rest of the deadline: the deadline sent with
-                // the request says how long the caller waits, and a late answer still counts.
                 let left = deadline.saturating_duration_since(Instant::now());
-                let wait = if attempt == options.attempts {
+                let wait = if attempts.is_last() {
                     left
                 } else {
                     options.attempt_timeout.min(left)
                 };
                 match tokio::time::timeout(wait, registration.reply()).await {
-                    Err(_elapsed) => {
-                        inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
-                        last_error = None; // a timeout: nothing more specific to report
-                        continue;
-                    }
+                    Err(_elapsed) => Outcome::TimedOut,
                     Ok(None) => {
                         // No answer can come any more: sending again would only run the
                         // request again on the server.
@@ -323,18 +331,7 @@ async fn execute(
                         return Err(record(inst, in_context(error, &request)));
                     }
                     Ok(Some(reply)) if reply.message_type == MessageType::Error => {
-                        let error = decode_error(&reply);
-                        inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
-                        // An error reply is the answer, except the server's own "overloaded":
-                        // a NoRoute or Timeout a handler passes on from further down must not
-                        // be retried by every caller up the chain.
-                        if error.kind() != Kind::Overloaded {
-                            return Err(record_remote(inst, error));
-                        }
-                        last_error = Some(error);
-                        last_remote = true;
-                        pause(&mut backoff, attempt, options, deadline).await;
-                        continue;
+                        Outcome::ErrorReply(decode_error(&reply))
                     }
                     Ok(Some(reply)) => {
                         inst.timing(&buckets.success, attempt_started.elapsed(), 1.0);
@@ -344,46 +341,34 @@ async fn execute(
             }
         };
         inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
-        if !failure.is_retryable() {
-            return Err(record(inst, in_context(failure, &request)));
-        }
-        // A request that could not be delivered (the service's queue is gone while its only
-        // instance restarts or reconnects, or our connection is) uses up no attempt until it
-        // has been undeliverable for one attempt timeout: a brief gap is ridden through, and
-        // a service nobody serves still fails well before a long deadline.
-        if matches!(failure.kind(), Kind::NoRoute | Kind::ConnectionLost) {
-            let since = *undelivered_since.get_or_insert(attempt_started);
-            if since.elapsed() < options.attempt_timeout {
-                attempt -= 1;
+        let now = Instant::now().into_std();
+        match attempts.after(outcome, attempt_started.into_std(), now) {
+            Next::Retry { pause: false } => {}
+            Next::Retry { pause: true } => {
+                if attempts.more() {
+                    let pause = backoff.next().unwrap_or(MAX_BACKOFF);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.min(left)).await;
+                }
             }
+            Next::Fail(failure) => return Err(record_failure(inst, failure, &request)),
         }
-        last_error = Some(failure);
-        last_remote = false;
-        pause(&mut backoff, attempt, options, deadline).await;
     }
 
-    match last_error {
-        Some(error) if last_remote => Err(record_remote(inst, in_context(error, &request))),
-        Some(error) => Err(record(inst, in_context(error, &request))),
+    match attempts.exhausted() {
+        // The last retryable error, in context whether raised here or relayed (overloaded).
+        Some(Failure { error, remote }) => {
+            let error = in_context(error, &request);
+            Err(if remote {
+                record_remote(inst, error)
+            } else {
+                record(inst, error)
+            })
+        }
         None => {
             inst.timing(&buckets.timed_out, started.elapsed(), 1.0);
             Err(record(inst, timed_out(&request, budget)))
         }
-    }
-}
-
-/// Pauses before the next attempt after a failure that came back at once; not after the last
-/// attempt, and never past the deadline.
-async fn pause(
-    backoff: &mut impl Iterator<Item = Duration>,
-    attempt: u32,
-    options: &Options,
-    deadline: Instant,
-) {
-    if attempt < options.attempts {
-        let pause = backoff.next().unwrap_or(MAX_BACKOFF);
-        let left = deadline.saturating_duration_since(Instant::now());
-        tokio::time::sleep(pause.min(left)).await;
     }
 }
 
@@ -412,6 +397,21 @@ fn record(inst: &dyn kernel_inst::Instrumenter, error: Error) -> Error {
     error
 }
 
+/// Counts the error that ends a call early: raised here (in context) or answered by a server
+/// (returned as the server sent it).
+fn record_failure(
+    inst: &dyn kernel_inst::Instrumenter,
+    failure: Failure,
+    request: &Envelope,
+) -> Error {
+    if failure.remote {
+        // An error reply is returned as the server sent it.
+        record_remote(inst, failure.error)
+    } else {
+        record(inst, in_context(failure.error, request))
+    }
+}
+
 /// Counts an error a service answered with (`client.error.remote.<KIND>`) and returns it. Its
 /// code came off the wire, so it does not name the metric: any broker user can send any code.
 fn record_remote(inst: &dyn kernel_inst::Instrumenter, error: Error) -> Error {
@@ -430,80 +430,5 @@ fn decode_error(reply: &Envelope) -> Error {
         Err(e) => Error::bad_response(codes::BAD_RESPONSE, format!("undecodable error reply: {e}"))
             .with_context(&reply.service)
             .with_context(&reply.endpoint),
-    }
-}
-
-/// A publication, not sent yet. Await it to send.
-///
-/// Built by [`Client::publish`].
-#[must_use = "a publication is not sent until it is awaited"]
-pub struct Publish<'a, M> {
-    client: &'a Client,
-    topic: &'a str,
-    message: &'a M,
-    content_type: ContentType,
-    session_id: String,
-}
-
-impl<M> std::fmt::Debug for Publish<'_, M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publish")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a, M: Message> Publish<'a, M> {
-    pub(crate) fn new(client: &'a Client, topic: &'a str, message: &'a M) -> Self {
-        Publish {
-            client,
-            topic,
-            message,
-            content_type: client.inner().defaults.content_type,
-            session_id: String::new(),
-        }
-    }
-
-    /// Encodes the message as JSON.
-    pub fn json(mut self) -> Self {
-        self.content_type = ContentType::Json;
-        self
-    }
-
-    /// Sends the publisher's session id (`sessionID` header).
-    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
-        self.session_id = session_id.into();
-        self
-    }
-
-    async fn run(self) -> Result<(), Error> {
-        let payload = codec::encode(self.content_type, self.message).map_err(|e| {
-            Error::bad_request(
-                codes::MARSHAL,
-                format!("cannot encode the publication: {e}"),
-            )
-        })?;
-        let inner = self.client.inner();
-        let mut publication = Envelope::publication(self.topic, self.content_type, payload);
-        publication.from = self.client.from_name().to_owned();
-        publication.session_id = self.session_id;
-        publication.reply_to = inner.transport.instance_queue().to_owned();
-        inner
-            .transport
-            .send(Destination::Topic(self.topic), publication)
-            .await?;
-        inner
-            .instrumenter
-            .counter(&format!("client.publish.{}", self.topic), 1, 1.0);
-        Ok(())
-    }
-}
-
-impl<'a, M: Message> IntoFuture for Publish<'a, M> {
-    type Output = Result<(), Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
     }
 }

@@ -8,8 +8,9 @@ use kernel_inst::{Instrumenter, NoopInstrumenter};
 use kernel_transport::{ContentType, Message, Source, Transport};
 use tokio::sync::OnceCell;
 
-use crate::call::{Call, Publish};
+use crate::call::Call;
 use crate::codes;
+use crate::publish::Publish;
 use crate::router::{Pending, Router};
 
 /// How long a call may take in all, attempts included, unless the call says otherwise.
@@ -82,7 +83,9 @@ pub struct ClientBuilder {
     defaults: Defaults,
 }
 
-/// A [`ClientBuilder`] setting is out of range.
+/// A [`ClientBuilder`] setting is out of range. Converts into the platform [`Error`]
+/// (`InternalServerError`, [`codes::INVALID_SETTINGS`]), so `?` works in a function returning
+/// one.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -95,6 +98,12 @@ pub enum BuildError {
         /// The setting's name.
         field: &'static str,
     },
+}
+
+impl From<BuildError> for Error {
+    fn from(error: BuildError) -> Self {
+        Error::internal_server_error(codes::INVALID_SETTINGS, error.to_string())
+    }
 }
 
 impl Client {
@@ -129,12 +138,15 @@ impl Client {
     /// (`kernel.client.timeout`), `NoRoute`, `Overloaded` or `ConnectionLost` once its
     /// attempts or its deadline are used up, or `BadResponse` if the reply does not decode as
     /// `Rsp`.
-    pub fn call<'a, Req: Message, Rsp: Message>(
+    ///
+    /// The response type is the one type to name: `client.call::<HelloResponse>(..)`, or let
+    /// it be inferred from where the result goes.
+    pub fn call<'a, Rsp: Message>(
         &'a self,
         service: &'a str,
         endpoint: &'a str,
-        request: &'a Req,
-    ) -> Call<'a, Req, Rsp> {
+        request: &'a impl Message,
+    ) -> Call<'a, Rsp> {
         Call::new(self, service, endpoint, request)
     }
 
@@ -148,8 +160,9 @@ impl Client {
         &self.inner.transport
     }
 
-    /// The name this client calls as (the `from` header); empty if not set.
-    pub fn from_name(&self) -> &str {
+    /// The name this client calls as (the `from` header); empty if not set. Set with
+    /// [`ClientBuilder::calling_as`] or [`calling_as`](Self::calling_as).
+    pub fn caller(&self) -> &str {
         &self.from
     }
 
@@ -161,8 +174,8 @@ impl Client {
     /// # use kernel_transport::InProcessTransport;
     /// let client = Client::new(InProcessTransport::new());
     /// let as_greeter = client.calling_as("com.example.greeter");
-    /// assert_eq!(as_greeter.from_name(), "com.example.greeter");
-    /// assert_eq!(client.from_name(), "");
+    /// assert_eq!(as_greeter.caller(), "com.example.greeter");
+    /// assert_eq!(client.caller(), "");
     /// ```
     pub fn calling_as(&self, name: impl Into<String>) -> Client {
         Client {
@@ -214,7 +227,7 @@ impl Client {
 impl ClientBuilder {
     /// The name to call as: the `from` header, used by servers for per-caller fairness and
     /// service-to-service rules. A service's own client uses the service's name.
-    pub fn from(mut self, name: impl Into<String>) -> Self {
+    pub fn calling_as(mut self, name: impl Into<String>) -> Self {
         self.from = name.into();
         self
     }

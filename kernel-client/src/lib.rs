@@ -16,11 +16,10 @@
 //! use kernel_transport::InProcessTransport;
 //!
 //! let client = Client::builder(InProcessTransport::new())
-//!     .from("com.example.caller")
+//!     .calling_as("com.example.caller")
 //!     .deadline(Duration::from_secs(2))
-//!     .build()
-//!     .expect("valid settings");
-//! let reply: Result<HealthResponse, _> = client.call("com.example.users", "health", &HealthRequest {}).await;
+//!     .build()?;
+//! let reply = client.call::<HealthResponse>("com.example.users", "health", &HealthRequest {}).await;
 //! // Nobody serves com.example.users on this fresh in-process broker.
 //! assert_eq!(reply.unwrap_err().kind(), Kind::NoRoute);
 //! # Ok(()) }
@@ -34,14 +33,16 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod attempts;
 mod call;
 mod client;
 #[cfg(feature = "test-util")]
 mod mock;
 mod parallel;
+mod publish;
 mod router;
 
-pub use call::{Call, Publish};
+pub use call::Call;
 pub use client::{
     BuildError, Client, ClientBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_ATTEMPTS, DEFAULT_DEADLINE,
 };
@@ -49,6 +50,7 @@ pub use client::{
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use mock::{MockClient, NO_STUB};
 pub use parallel::{DEFAULT_CONCURRENCY, Outcomes, parallel};
+pub use publish::Publish;
 pub use router::ANSWERS_PER_CALL;
 
 /// Codes of the errors this crate raises.
@@ -63,4 +65,6 @@ pub mod codes {
     pub const MARSHAL: &str = "kernel.client.marshal";
     /// The reply router stopped (the transport closed) while a call needed it.
     pub const ROUTER_STOPPED: &str = "kernel.client.routerstopped";
+    /// A [`ClientBuilder`](crate::ClientBuilder) setting is out of range.
+    pub const INVALID_SETTINGS: &str = "kernel.client.invalidsettings";
 }

@@ -25,7 +25,7 @@ pub const DEFAULT_CONCURRENCY: usize = 10;
 /// let client = Client::new(InProcessTransport::new());
 /// let request = HealthRequest {};
 /// let services = ["com.example.a", "com.example.b"];
-/// let calls = services.map(|s| (s, client.call::<_, HealthResponse>(s, "health", &request)));
+/// let calls = services.map(|s| (s, client.call::<HealthResponse>(s, "health", &request)));
 /// let outcomes = parallel(calls, 8).await;
 /// assert_eq!(outcomes.len(), 2);
 /// assert!(outcomes.any_errors()); // nobody serves them

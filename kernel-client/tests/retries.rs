@@ -49,7 +49,7 @@ async fn the_last_retryable_error_is_returned_when_attempts_run_out() {
     });
     let error = mock
         .client()
-        .call::<_, HelloResponse>(SVC, "hello", &hello())
+        .call::<HelloResponse>(SVC, "hello", &hello())
         .attempts(2)
         .await
         .unwrap_err();
@@ -67,7 +67,7 @@ async fn answered_once(error: Error, how: &str) {
     });
     let got = mock
         .client()
-        .call::<_, HelloResponse>(SVC, "hello", &hello())
+        .call::<HelloResponse>(SVC, "hello", &hello())
         .attempts(3)
         .await
         .unwrap_err();
@@ -99,7 +99,7 @@ async fn unstubbed_endpoints_are_not_found_and_json_works() {
     });
     let client = mock.client();
     let error = client
-        .call::<_, HelloResponse>(SVC, "other", &hello())
+        .call::<HelloResponse>(SVC, "other", &hello())
         .await
         .unwrap_err();
     assert_eq!((error.kind(), error.code()), (Kind::NotFound, NO_STUB));
@@ -116,7 +116,7 @@ async fn no_route_is_retried_then_returned() {
         .build()
         .unwrap();
     let error = client
-        .call::<_, HelloResponse>("com.example.nobody", "hello", &hello())
+        .call::<HelloResponse>("com.example.nobody", "hello", &hello())
         .await
         .unwrap_err();
     assert_eq!(error.kind(), Kind::NoRoute);
@@ -145,7 +145,7 @@ async fn a_call_never_outlives_its_deadline() {
         .unwrap();
     let started = tokio::time::Instant::now();
     let error = client
-        .call::<_, HelloResponse>("com.example.silent", "hello", &hello())
+        .call::<HelloResponse>("com.example.silent", "hello", &hello())
         .deadline(Duration::from_secs(1))
         .attempts(5)
         .await

@@ -1,12 +1,15 @@
 //! [`Endpoint`]: a name, a handler, its declared latency, and optionally a topic.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kernel_errors::Error;
 use kernel_transport::Message;
 
 use crate::handler::{ErasedHandler, Handler, Typed};
+use crate::request::Request;
 
 /// The mean latency an endpoint declares unless told otherwise.
 pub const DEFAULT_MEAN_TIME: Duration = Duration::from_millis(100);
@@ -59,6 +62,41 @@ impl Endpoint {
             upper95: DEFAULT_UPPER95,
             subscribe: None,
         }
+    }
+
+    /// An endpoint named `name` whose handler also takes shared state: `handler(state, request)`
+    /// gets a clone of `state` for each request (wrap it in an `Arc` if cloning it is not
+    /// cheap), as axum's `State` does. Handlers need not capture anything.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use kernel_errors::Error;
+    /// use kernel_proto::examples::{HelloRequest, HelloResponse};
+    /// use kernel_server::{Endpoint, Request};
+    ///
+    /// struct Greeter { greeted: AtomicU64 }
+    ///
+    /// async fn hello(greeter: Arc<Greeter>, request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
+    ///     let n = greeter.greeted.fetch_add(1, Ordering::Relaxed) + 1;
+    ///     Ok(HelloResponse { greeting: format!("hello #{n}, {}", request.message().name), served_by: String::new() })
+    /// }
+    ///
+    /// let state = Arc::new(Greeter { greeted: AtomicU64::new(0) });
+    /// let endpoint = Endpoint::with_state("hello", state, hello);
+    /// assert_eq!(endpoint.name(), "hello");
+    /// ```
+    pub fn with_state<S, H, Fut, Req, Rsp>(name: impl Into<String>, state: S, handler: H) -> Self
+    where
+        S: Clone + Send + Sync + 'static,
+        H: Fn(S, Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rsp, Error>> + Send + 'static,
+        Req: Message,
+        Rsp: Message,
+    {
+        Self::new(name, move |request: Request<Req>| {
+            handler(state.clone(), request)
+        })
     }
 
     /// Declares the mean latency; default [`DEFAULT_MEAN_TIME`].

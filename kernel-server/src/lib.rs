@@ -22,16 +22,14 @@
 //! }
 //!
 //! let client = Client::new(InProcessTransport::new());
-//! let service = Service::new("com.example.docs")
+//! let service = Service::builder("com.example.docs", &client)
 //!     .endpoint(Endpoint::new("schema", schema))
-//!     .client(&client)
-//!     .build()
-//!     .expect("a valid service");
+//!     .build()?;
 //! tokio::spawn(service.serve());
 //! # tokio::task::yield_now().await;
 //!
-//! let missing: Result<JsonSchemaResponse, _> = client
-//!     .call("com.example.docs", "schema", &JsonSchemaRequest { endpoint: "nope".into() })
+//! let missing = client
+//!     .call::<JsonSchemaResponse>("com.example.docs", "schema", &JsonSchemaRequest { endpoint: "nope".into() })
 //!     .await;
 //! assert_eq!(missing.unwrap_err().kind(), Kind::NotFound);
 //! # Ok(()) }
@@ -40,20 +38,20 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
 mod endpoint;
 mod handler;
+mod path;
 mod replies;
 mod request;
 mod service;
 
+pub use builder::{BuildError, ServiceBuilder};
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
 pub use handler::Handler;
 pub use replies::{REPLY_CACHE_ENTRY_OVERHEAD, REPLY_CACHE_MAX_BYTES, REPLY_CACHE_TTL};
 pub use request::{Request, RequestContext};
-pub use service::{
-    BuildError, DEFAULT_CAPACITY, DEFAULT_MAX_SESSION_ID, DEFAULT_SHUTDOWN_TIMEOUT, Service,
-    ServiceBuilder,
-};
+pub use service::{DEFAULT_CAPACITY, DEFAULT_MAX_SESSION_ID, DEFAULT_SHUTDOWN_TIMEOUT, Service};
 
 /// Codes of the errors this crate raises.
 pub mod codes {
@@ -70,6 +68,8 @@ pub mod codes {
     pub const MARSHAL: &str = "kernel.server.marshal";
     /// The request's session id is longer than the service accepts.
     pub const SESSION_ID_TOO_LONG: &str = "kernel.server.sessionidtoolong";
+    /// A [`ServiceBuilder`](crate::ServiceBuilder) was given something it cannot serve.
+    pub const INVALID_SERVICE: &str = "kernel.server.invalidservice";
     /// A consumer (the work queue's or a subscription's) stopped delivering while serving.
     pub const CONSUMER_ENDED: &str = "kernel.server.consumerended";
 }

@@ -135,13 +135,13 @@ impl<T> Request<T> {
     }
 
     /// A call made on behalf of this request; see [`RequestContext::call`].
-    pub fn call<'a, Req: Message, Rsp: Message>(
+    pub fn call<'a, Rsp: Message>(
         &self,
         client: &'a Client,
         service: &'a str,
         endpoint: &'a str,
-        request: &'a Req,
-    ) -> Call<'a, Req, Rsp> {
+        request: &'a impl Message,
+    ) -> Call<'a, Rsp> {
         self.context.call(client, service, endpoint, request)
     }
 }
@@ -181,37 +181,34 @@ impl RequestContext {
     ///
     /// ```
     /// use kernel_client::Client;
+    /// use kernel_errors::Error;
     /// use kernel_proto::platform::{HealthRequest, HealthResponse};
     /// use kernel_server::{Endpoint, Request, Service};
     /// use kernel_transport::InProcessTransport;
     ///
     /// let client = Client::new(InProcessTransport::new());
-    /// let calls = client.calling_as("com.example.frontend");
     /// // Healthy if the users service is: asked for this request's session and trace, and
     /// // given up when this request's caller gives up.
-    /// let check = move |request: Request<HealthRequest>| {
-    ///     let calls = calls.clone();
-    ///     async move {
-    ///         request
-    ///             .call::<_, HealthResponse>(&calls, "com.example.users", "health", &HealthRequest {})
-    ///             .attempts(1)
-    ///             .await
-    ///     }
-    /// };
-    /// let service = Service::new("com.example.frontend")
-    ///     .endpoint(Endpoint::new("check", check))
-    ///     .client(&client)
+    /// async fn check(calls: Client, request: Request<HealthRequest>) -> Result<HealthResponse, Error> {
+    ///     request
+    ///         .call::<HealthResponse>(&calls, "com.example.users", "health", &HealthRequest {})
+    ///         .attempts(1)
+    ///         .await
+    /// }
+    /// let calls = client.calling_as("com.example.frontend");
+    /// let service = Service::builder("com.example.frontend", &client)
+    ///     .endpoint(Endpoint::with_state("check", calls, check))
     ///     .build()?;
     /// # drop(service);
-    /// # Ok::<(), kernel_server::BuildError>(())
+    /// # Ok::<(), Error>(())
     /// ```
-    pub fn call<'a, Req: Message, Rsp: Message>(
+    pub fn call<'a, Rsp: Message>(
         &self,
         client: &'a Client,
         service: &'a str,
         endpoint: &'a str,
-        request: &'a Req,
-    ) -> Call<'a, Req, Rsp> {
+        request: &'a impl Message,
+    ) -> Call<'a, Rsp> {
         let call = client
             .call(service, endpoint, request)
             .session_id(self.session_id.clone())

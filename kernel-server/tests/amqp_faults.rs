@@ -39,7 +39,7 @@ async fn proxied_broker() -> (String, Proxy, String) {
 async fn client_on(url: &str) -> Client {
     let transport = AmqpTransport::connect(url).await.unwrap();
     Client::builder(Arc::new(transport))
-        .from("test.caller")
+        .calling_as("test.caller")
         .deadline(DEADLINE)
         .attempt_timeout(Duration::from_secs(2))
         .attempts(3)
@@ -53,6 +53,7 @@ fn slow_greeter(
     started: Arc<Notify>,
     pause: Duration,
     count: Arc<AtomicUsize>,
+    client: &Client,
 ) -> kernel_server::ServiceBuilder {
     let hello = move |request: Request<HelloRequest>| {
         let (started, count) = (Arc::clone(&started), Arc::clone(&count));
@@ -66,7 +67,7 @@ fn slow_greeter(
             })
         }
     };
-    Service::new(name).endpoint(Endpoint::new("hello", hello))
+    Service::builder(name, client).endpoint(Endpoint::new("hello", hello))
 }
 
 fn hello(name: &str) -> HelloRequest {
@@ -89,8 +90,8 @@ async fn a_client_whose_connection_drops_mid_call_ends_it_in_time_and_recovers()
         Arc::clone(&started),
         Duration::from_millis(300),
         Arc::clone(&count),
+        &server_side,
     )
-    .client(&server_side)
     .build()
     .unwrap();
     let running = support::serve(service).await;
@@ -101,7 +102,7 @@ async fn a_client_whose_connection_drops_mid_call_ends_it_in_time_and_recovers()
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let outcome = client
-                .call::<_, HelloResponse>(&name, "hello", &hello("ada"))
+                .call::<HelloResponse>(&name, "hello", &hello("ada"))
                 .await;
             (outcome, started.elapsed())
         })
@@ -139,8 +140,8 @@ async fn a_partitioned_client_fails_its_call_by_the_deadline() {
         Arc::new(Notify::new()),
         Duration::ZERO,
         Arc::default(),
+        &server_side,
     )
-    .client(&server_side)
     .build()
     .unwrap();
     let running = support::serve(service).await;
@@ -153,7 +154,7 @@ async fn a_partitioned_client_fails_its_call_by_the_deadline() {
     let outcome = tokio::time::timeout(
         deadline + MARGIN,
         client
-            .call::<_, HelloResponse>(&name, "hello", &hello("during"))
+            .call::<HelloResponse>(&name, "hello", &hello("during"))
             .deadline(deadline),
     )
     .await
@@ -178,8 +179,8 @@ async fn a_service_whose_connection_drops_serves_again() {
         Arc::new(Notify::new()),
         Duration::ZERO,
         Arc::clone(&count),
+        &server_side,
     )
-    .client(&server_side)
     .build()
     .unwrap();
     let running = support::serve(service).await;

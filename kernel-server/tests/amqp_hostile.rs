@@ -57,14 +57,18 @@ async fn target() -> Target {
     let limits = AmqpLimits::default().max_body(MAX_BODY);
     let service_transport = AmqpTransport::connect_with(&proxied, limits).await.unwrap();
     let name = support::unique("hostile");
-    let service = support::greeter(&name, "a", Arc::default())
-        .client(&Client::new(service_transport.clone()))
-        .build()
-        .unwrap();
+    let service = support::greeter(
+        &name,
+        "a",
+        Arc::default(),
+        &Client::new(service_transport.clone()),
+    )
+    .build()
+    .unwrap();
     let running = support::serve(service).await;
     let client_transport = AmqpTransport::connect(&url).await.unwrap();
     let client = Client::builder(Arc::new(client_transport.clone()))
-        .from("test.caller")
+        .calling_as("test.caller")
         .deadline(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -189,8 +189,7 @@ async fn a_lapin_only_client_following_the_wire_doc_talks_to_a_kernel_service() 
     let service = support::unique("greeter");
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let seen = Arc::new(support::Seen::default());
-    let greeter = support::greeter(&service, "a", seen)
-        .client(&Client::new(transport))
+    let greeter = support::greeter(&service, "a", seen, &Client::new(transport))
         .build()
         .unwrap();
     let running = support::serve(greeter).await;

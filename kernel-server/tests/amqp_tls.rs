@@ -21,8 +21,7 @@ async fn a_service_and_a_client_talk_over_tls() {
     let url = format!("{}?cacertfile={ca}", amqps_url());
     let server_side = AmqpTransport::connect(&url).await.unwrap();
     let name = support::unique("tls");
-    let service = support::greeter(&name, "a", Arc::default())
-        .client(&Client::new(server_side))
+    let service = support::greeter(&name, "a", Arc::default(), &Client::new(server_side))
         .build()
         .unwrap();
     let running = support::serve(service).await;

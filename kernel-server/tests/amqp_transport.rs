@@ -20,10 +20,14 @@ async fn a_service_whose_transport_closes_stops_with_an_error() {
     let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = support::unique("closing");
-    let service = support::greeter(&name, "a", Arc::new(support::Seen::default()))
-        .client(&Client::new(transport.clone()))
-        .build()
-        .unwrap();
+    let service = support::greeter(
+        &name,
+        "a",
+        Arc::new(support::Seen::default()),
+        &Client::new(transport.clone()),
+    )
+    .build()
+    .unwrap();
     let serving = tokio::spawn(service.serve());
     // Serving once a heartbeat to the service is answered: its consumer is then running (a
     // heartbeat that is merely routed only proves the queue exists, and closing the transport

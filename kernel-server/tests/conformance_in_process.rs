@@ -21,12 +21,16 @@ async fn expired_requests_are_dropped_and_counted() {
     let name = support::unique("expired");
     let seen = Arc::new(support::Seen::default());
     let memory = MemoryInstrumenter::new();
-    let service = support::greeter(&name, "a", Arc::clone(&seen))
-        .capacity(1)
-        .instrumenter(Arc::new(memory.clone()))
-        .client(&support::client(&harness).await)
-        .build()
-        .unwrap();
+    let service = support::greeter(
+        &name,
+        "a",
+        Arc::clone(&seen),
+        &support::client(&harness).await,
+    )
+    .capacity(1)
+    .instrumenter(Arc::new(memory.clone()))
+    .build()
+    .unwrap();
     let running = support::serve(service).await;
 
     let sender = broker.connect();

@@ -260,10 +260,9 @@ impl KernelEcho {
                 served_by: String::new(),
             })
         };
-        let server = Service::new(&service)
+        let server = Service::builder(&service, &server_client)
             .endpoint(Endpoint::new("echo", echo))
             .capacity(64)
-            .client(&server_client)
             .build()
             .unwrap();
         tokio::spawn(server.serve());
@@ -274,7 +273,7 @@ impl KernelEcho {
         };
         kernel_testkit::bounded("the echo service to start", async {
             while client
-                .call::<_, HelloResponse>(&service, "echo", &probe)
+                .call::<HelloResponse>(&service, "echo", &probe)
                 .await
                 .is_err()
             {}

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         println!("{} (served by {})", reply.greeting, reply.served_by);
     }
     match client
-        .call::<_, HelloResponse>(GREETER, "hello", &HelloRequest::default())
+        .call::<HelloResponse>(GREETER, "hello", &HelloRequest::default())
         .await
     {
         Err(error) if error.kind() == Kind::BadRequest => {

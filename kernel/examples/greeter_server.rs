@@ -6,6 +6,8 @@
 //! cargo run --example greeter_client -- Ada Grace
 //! ```
 
+use std::sync::Arc;
+
 use kernel::prelude::*;
 use kernel::proto::examples::{Greeted, HelloRequest, HelloResponse};
 
@@ -19,26 +21,19 @@ async fn main() -> Result<(), Error> {
         )
         .init();
 
-    let instance = format!("greeter-{}", std::process::id());
+    let instance: Arc<str> = format!("greeter-{}", std::process::id()).into();
     let service = Service::from_env(GREETER)
         .await?
         .version("1.0.0")
         .description("Greets people by name")
-        .endpoint(Endpoint::new(
-            "hello",
-            move |request: Request<HelloRequest>| {
-                let instance = instance.clone();
-                async move { hello(request, instance).await }
-            },
-        ))
-        .build()
-        .map_err(|e| Error::internal_server_error("greeter.build", e.to_string()))?;
+        .endpoint(Endpoint::with_state("hello", instance, hello))
+        .build()?;
     let publisher = service.client().clone();
     tokio::spawn(announce(publisher));
     service.serve_with_shutdown(kernel::shutdown_signal()).await
 }
 
-async fn hello(request: Request<HelloRequest>, instance: String) -> Result<HelloResponse, Error> {
+async fn hello(instance: Arc<str>, request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
     let name = &request.message().name;
     if name.is_empty() {
         return Err(Error::bad_request(
@@ -48,7 +43,7 @@ async fn hello(request: Request<HelloRequest>, instance: String) -> Result<Hello
     }
     Ok(HelloResponse {
         greeting: format!("hello, {name}"),
-        served_by: instance,
+        served_by: instance.to_string(),
     })
 }
 

@@ -32,18 +32,15 @@ async fn main() -> Result<(), Error> {
     // Every call and request is recorded here, as the `stats` endpoint will read it.
     let metrics = MemoryInstrumenter::new();
     let client = Client::builder(InProcessTransport::new())
-        .from("com.example.quickstart")
+        .calling_as("com.example.quickstart")
         .instrumenter(Arc::new(metrics.clone()))
         .deadline(Duration::from_secs(2))
-        .build()
-        .map_err(|e| Error::internal_server_error("quickstart.client", e.to_string()))?;
+        .build()?;
 
-    let greeter = Service::new(GREETER)
+    let greeter = Service::builder(GREETER, &client)
         .version("1.0.0")
         .endpoint(Endpoint::new("hello", hello).mean_time(Duration::from_millis(1)))
-        .client(&client)
-        .build()
-        .map_err(|e| Error::internal_server_error("quickstart.service", e.to_string()))?;
+        .build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(greeter.serve_with_shutdown(async {
         let _ = stopped.await;
@@ -69,7 +66,7 @@ async fn main() -> Result<(), Error> {
     println!("{} (this one travelled as JSON)", json.greeting);
 
     let error = client
-        .call::<_, HelloResponse>(GREETER, "hello", &HelloRequest::default())
+        .call::<HelloResponse>(GREETER, "hello", &HelloRequest::default())
         .await
         .expect_err("an empty name is refused");
     println!(

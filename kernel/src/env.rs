@@ -47,7 +47,7 @@ impl ServiceFromEnv for Service {
         let name = name.into();
         let config = Config::load()?;
         let client = connect(&config, &name).await?;
-        Ok(Service::new(name).client(&client))
+        Ok(Service::builder(name, &client))
     }
 }
 
@@ -55,11 +55,9 @@ impl ServiceFromEnv for Service {
 async fn connect(config: &Config, namespace: &str) -> Result<Client, Error> {
     let transport = transport(config).await?;
     let instrumenter = instrumenter(config, namespace)?;
-    let client = Client::builder(transport)
+    Ok(Client::builder(transport)
         .instrumenter(instrumenter)
-        .build();
-    // The defaults are valid; a failure here would be a bug in the defaults.
-    client.map_err(|e| Error::internal_server_error(crate::INVALID_CONFIG, e.to_string()))
+        .build()?)
 }
 
 async fn transport(config: &Config) -> Result<Arc<dyn Transport>, Error> {

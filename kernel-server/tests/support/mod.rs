@@ -94,7 +94,12 @@ pub struct Seen {
 
 /// The greeter used by most cases: `hello` greets, `fail` returns a typed error, `panic`
 /// panics on "boom", `expired` counts its executions.
-pub fn greeter(name: &str, instance: &str, seen: Arc<Seen>) -> kernel_server::ServiceBuilder {
+pub fn greeter(
+    name: &str,
+    instance: &str,
+    seen: Arc<Seen>,
+    client: &Client,
+) -> kernel_server::ServiceBuilder {
     let hello_seen = Arc::clone(&seen);
     let instance = instance.to_owned();
     let hello = move |request: Request<HelloRequest>| {
@@ -133,7 +138,7 @@ pub fn greeter(name: &str, instance: &str, seen: Arc<Seen>) -> kernel_server::Se
             Ok::<_, Error>(HelloResponse::default())
         }
     };
-    Service::new(name)
+    Service::builder(name, client)
         .version("1.0.0")
         .endpoint(Endpoint::new("hello", hello))
         .endpoint(Endpoint::new("fail", fail))
@@ -144,7 +149,7 @@ pub fn greeter(name: &str, instance: &str, seen: Arc<Seen>) -> kernel_server::Se
 /// A client on a new "process" of the harness.
 pub async fn client(harness: &impl Harness) -> Client {
     Client::builder(harness.connect().await)
-        .from("test.caller")
+        .calling_as("test.caller")
         .deadline(Duration::from_secs(10))
         .build()
         .unwrap()
@@ -155,8 +160,7 @@ pub async fn greeter_and_client(harness: &impl Harness) -> (String, Arc<Seen>, R
     let name = unique("greeter");
     let seen = Arc::new(Seen::default());
     let server_side = client(harness).await;
-    let service = greeter(&name, "a", Arc::clone(&seen))
-        .client(&server_side)
+    let service = greeter(&name, "a", Arc::clone(&seen), &server_side)
         .build()
         .unwrap();
     let running = serve(service).await;
@@ -197,7 +201,7 @@ pub async fn request_reply(harness: impl Harness) {
 pub async fn error_reply(harness: impl Harness) {
     let (service, _, running, client) = greeter_and_client(&harness).await;
     let error = client
-        .call::<_, HelloResponse>(&service, "fail", &hello("bob"))
+        .call::<HelloResponse>(&service, "fail", &hello("bob"))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), Kind::NotFound);
@@ -210,7 +214,7 @@ pub async fn error_reply(harness: impl Harness) {
 pub async fn unknown_endpoint(harness: impl Harness) {
     let (service, _, running, client) = greeter_and_client(&harness).await;
     let error = client
-        .call::<_, HelloResponse>(&service, "nope", &hello("x"))
+        .call::<HelloResponse>(&service, "nope", &hello("x"))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), Kind::NotFound);
@@ -225,7 +229,7 @@ pub async fn unknown_service_fails_fast(harness: impl Harness) {
     let service = unique("nobody");
     let request = hello("x");
     let call = client
-        .call::<_, HelloResponse>(&service, "hello", &request)
+        .call::<HelloResponse>(&service, "hello", &request)
         .deadline(Duration::from_secs(30));
     let error = bounded("the no-route error (well before the 30 s deadline)", call)
         .await
@@ -252,9 +256,8 @@ pub async fn publication_reaches_two_services(harness: impl Harness) {
                 Ok::<_, Error>(Greeted::default())
             }
         };
-        let service = Service::new(unique(subscriber))
+        let service = Service::builder(unique(subscriber), &client(&harness).await)
             .endpoint(Endpoint::new("greeted", on_greeted).subscribe(&topic))
-            .client(&client(&harness).await)
             .build()
             .unwrap();
         running.push(serve(service).await);
@@ -347,7 +350,7 @@ pub async fn malformed_payload_is_bad_request(harness: impl Harness) {
 pub async fn panicking_handler_then_next_call_succeeds(harness: impl Harness) {
     let (service, _, running, client) = greeter_and_client(&harness).await;
     let error = client
-        .call::<_, HelloResponse>(&service, "panic", &hello("boom"))
+        .call::<HelloResponse>(&service, "panic", &hello("boom"))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), Kind::InternalServerError);
@@ -365,9 +368,8 @@ pub async fn panicking_handler_then_next_call_succeeds(harness: impl Harness) {
 pub async fn expired_request_is_not_executed(harness: impl Harness) {
     let name = unique("greeter");
     let seen = Arc::new(Seen::default());
-    let service = greeter(&name, "a", Arc::clone(&seen))
+    let service = greeter(&name, "a", Arc::clone(&seen), &client(&harness).await)
         .capacity(1)
-        .client(&client(&harness).await)
         .build()
         .unwrap();
     let running = serve(service).await;
@@ -440,10 +442,9 @@ pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness)
         bucket: "server.retry.inflight",
         seen: Arc::clone(&retried),
     };
-    let service = Service::new(&name)
+    let service = Service::builder(&name, &client(&harness).await)
         .endpoint(Endpoint::new("hello", handler))
         .instrumenter(Arc::new(signal))
-        .client(&client(&harness).await)
         .build()
         .unwrap();
     let running = serve(service).await;
@@ -453,7 +454,7 @@ pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness)
         let (client, name) = (client.clone(), name.clone());
         tokio::spawn(async move {
             client
-                .call::<_, HelloResponse>(&name, "hello", &hello("x"))
+                .call::<HelloResponse>(&name, "hello", &hello("x"))
                 .attempt_timeout(Duration::from_millis(300))
                 .attempts(3)
                 .deadline(Duration::from_secs(15))
@@ -560,17 +561,17 @@ pub async fn heartbeat_to_an_instance_is_answered(harness: impl Harness) {
 pub async fn two_instances_share_the_work_queue(harness: impl Harness) {
     let name = unique("shared");
     let (seen_a, seen_b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
-    let a = greeter(&name, "a", Arc::clone(&seen_a)).capacity(8);
-    let a = serve(a.client(&client(&harness).await).build().unwrap()).await;
-    let b = greeter(&name, "b", Arc::clone(&seen_b)).capacity(8);
-    let b = serve(b.client(&client(&harness).await).build().unwrap()).await;
+    let a = greeter(&name, "a", Arc::clone(&seen_a), &client(&harness).await).capacity(8);
+    let a = serve(a.build().unwrap()).await;
+    let b = greeter(&name, "b", Arc::clone(&seen_b), &client(&harness).await).capacity(8);
+    let b = serve(b.build().unwrap()).await;
 
     let client = client(&harness).await;
     let requests: Vec<_> = (0..1000).map(|i| hello(&i.to_string())).collect();
     let calls = requests
         .iter()
         .enumerate()
-        .map(|(i, request)| (i, client.call::<_, HelloResponse>(&name, "hello", request)));
+        .map(|(i, request)| (i, client.call::<HelloResponse>(&name, "hello", request)));
     let outcomes = bounded("1,000 calls", kernel_client::parallel(calls, 64)).await;
     let mut by_instance = [0usize; 2];
     for (i, outcome) in outcomes.iter() {
@@ -624,9 +625,8 @@ pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
             }
         }
     };
-    let service = Service::new(&name)
+    let service = Service::builder(&name, &client(&harness).await)
         .endpoint(Endpoint::new("hello", handler))
-        .client(&client(&harness).await)
         .build()
         .unwrap();
     let running = serve(service).await;
@@ -637,7 +637,7 @@ pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
             let (client, name) = (client.clone(), name.clone());
             tokio::spawn(async move {
                 client
-                    .call::<_, HelloResponse>(&name, "hello", &hello(&i.to_string()))
+                    .call::<HelloResponse>(&name, "hello", &hello(&i.to_string()))
                     .attempts(1)
                     .await
             })
@@ -656,7 +656,7 @@ pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
 
     let request = hello("late");
     let after = client
-        .call::<_, HelloResponse>(&name, "hello", &request)
+        .call::<HelloResponse>(&name, "hello", &request)
         .deadline(Duration::from_secs(5));
     let error = bounded("the call after shutdown", after).await.unwrap_err();
     assert_eq!(error.kind(), Kind::NoRoute, "{error}");
@@ -683,9 +683,8 @@ pub async fn calls_made_for_a_request_inherit_its_context(harness: impl Harness)
         })
     };
     let back_side = client(&harness).await;
-    let back_service = Service::new(&back)
+    let back_service = Service::builder(&back, &back_side)
         .endpoint(Endpoint::new("context", seen_by_back))
-        .client(&back_side)
         .build()
         .unwrap();
     let back_running = serve(back_service).await;
@@ -716,9 +715,8 @@ pub async fn calls_made_for_a_request_inherit_its_context(harness: impl Harness)
             })
         }
     };
-    let front_service = Service::new(&front)
+    let front_service = Service::builder(&front, &front_side)
         .endpoint(Endpoint::new("relay", relay))
-        .client(&front_side)
         .build()
         .unwrap();
     let front_running = serve(front_service).await;
@@ -753,7 +751,7 @@ pub async fn a_call_rides_through_a_brief_absence_of_its_service(harness: impl H
         let name = name.clone();
         tokio::spawn(async move {
             caller
-                .call::<_, HelloResponse>(&name, "hello", &hello("early"))
+                .call::<HelloResponse>(&name, "hello", &hello("early"))
                 .attempts(1)
                 .attempt_timeout(Duration::from_secs(3))
                 .deadline(Duration::from_secs(10))
@@ -765,10 +763,14 @@ pub async fn a_call_rides_through_a_brief_absence_of_its_service(harness: impl H
         !call.is_finished(),
         "the call gave up while the service was away"
     );
-    let service = greeter(&name, "a", Arc::new(Seen::default()))
-        .client(&client(&harness).await)
-        .build()
-        .unwrap();
+    let service = greeter(
+        &name,
+        "a",
+        Arc::new(Seen::default()),
+        &client(&harness).await,
+    )
+    .build()
+    .unwrap();
     let running = serve(service).await;
     let reply = bounded("the call once the service serves", call)
         .await

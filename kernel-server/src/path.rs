@@ -1,0 +1,239 @@
+//! The request path: what happens to each delivery a service takes.
+//!
+//! What happens to each delivery from the service's work queue, in order:
+//!
+//! ```text
+//! heartbeat ping ──────────────────────────► pong to reply_to
+//! deadline already passed ─────────────────► dropped, counted (server.dropped.expired)
+//! unknown endpoint ────────────────────────► NotFound  kernel.server.unknownendpoint
+//! payload does not decode (or unknown type) ► BadRequest kernel.server.badrequest
+//! handler panics ──────────────────────────► InternalServerError kernel.server.panic
+//! handler returns Err(e) ──────────────────► e
+//! handler returns Ok(response) ────────────► reply, encoded as the request was
+//! ```
+//!
+//! Replies and error replies go to the request's `reply_to` with `correlation_id` = its
+//! message id; the delivery is acked after the reply is sent. A retry (same message id and
+//! `reply_to`) is not run again: dropped while the first attempt runs, answered with the kept
+//! reply after (see `replies.rs`). Publications on a subscribed
+//! topic go to the subscribing endpoint; what it returns is only logged and counted.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+use kernel_errors::{Error, Kind};
+use kernel_proto::platform::PlatformError;
+use kernel_transport::{Delivery, Destination, Envelope, codec};
+
+use crate::codes;
+use crate::endpoint::Endpoint;
+use crate::replies::Seen;
+use crate::service::Inner;
+
+/// Answers one request from the work queue, then acks it.
+pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
+    let (request, acker) = delivery.into_parts();
+    let transport = inner.client.transport();
+    if request.is_ping() {
+        if !request.reply_to.is_empty() {
+            let pong = request.pong();
+            if let Err(error) = transport
+                .send(Destination::Instance(&request.reply_to), pong)
+                .await
+            {
+                tracing::debug!(%error, "could not answer a heartbeat");
+            }
+        }
+    } else if request
+        .deadline
+        .is_some_and(|deadline| deadline <= SystemTime::now())
+    {
+        tracing::debug!(message_id = %request.message_id, endpoint = %request.endpoint, "deadline passed before handling: dropped");
+        inner.instrumenter.counter("server.dropped.expired", 1, 1.0);
+    } else {
+        match inner.replies.arrive(&request) {
+            Seen::First => {
+                let started = Instant::now();
+                let outcome = dispatch(inner, &request).await;
+                // "Overloaded" says: try again (elsewhere). A retry must be judged afresh,
+                // not answered from the cache.
+                let shed = matches!(&outcome, Err(e) if e.kind() == Kind::Overloaded);
+                let reply = answer(inner, &request, outcome, started.elapsed());
+                if shed {
+                    inner.replies.forget(&request);
+                } else {
+                    inner.replies.answered(&request, &reply);
+                }
+                send_reply(transport.as_ref(), &request, reply).await;
+            }
+            Seen::InFlight => {
+                tracing::debug!(message_id = %request.message_id, "retry while the first attempt runs: dropped");
+                inner.instrumenter.counter("server.retry.inflight", 1, 1.0);
+            }
+            Seen::Answered(reply) => {
+                tracing::debug!(message_id = %request.message_id, "retry of an answered request: reply sent again");
+                inner.instrumenter.counter("server.retry.answered", 1, 1.0);
+                send_reply(transport.as_ref(), &request, Envelope::clone(&reply)).await;
+            }
+        }
+    }
+    if let Err(error) = acker.ack().await {
+        tracing::warn!(%error, message_id = %request.message_id, "could not ack a request");
+    }
+}
+
+/// Sends a reply (or error reply) to the request's `reply_to`, if it has one.
+async fn send_reply(
+    transport: &dyn kernel_transport::Transport,
+    request: &Envelope,
+    reply: Envelope,
+) {
+    if request.reply_to.is_empty() {
+        tracing::debug!(message_id = %request.message_id, "request without reply_to: answer dropped");
+    } else if let Err(error) = transport
+        .send(Destination::Instance(&request.reply_to), reply)
+        .await
+    {
+        tracing::warn!(%error, message_id = %request.message_id, "could not send the reply");
+    }
+}
+
+/// At most the first 64 characters of a name from the wire, for messages and logs: nothing a
+/// caller sends is reflected unbounded.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Finds the endpoint and runs its handler, turning a panic into an internal error.
+async fn dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Error> {
+    if !request.service.is_empty() && request.service != inner.name {
+        return Err(Error::not_found(
+            codes::WRONG_SERVICE,
+            format!("this is {}, not {:?}", inner.name, clip(&request.service)),
+        ));
+    }
+    if request.session_id.len() > inner.max_session_id {
+        return Err(Error::bad_request(
+            codes::SESSION_ID_TOO_LONG,
+            format!(
+                "a session id of {} bytes is over the limit of {}",
+                request.session_id.len(),
+                inner.max_session_id
+            ),
+        ));
+    }
+    let endpoint = inner.endpoints.get(&request.endpoint).ok_or_else(|| {
+        Error::not_found(
+            codes::UNKNOWN_ENDPOINT,
+            format!(
+                "{} has no endpoint {:?}",
+                inner.name,
+                clip(&request.endpoint)
+            ),
+        )
+    })?;
+    run_handler(inner, endpoint, request).await
+}
+
+async fn run_handler(
+    inner: &Inner,
+    endpoint: &Endpoint,
+    request: &Envelope,
+) -> Result<bytes::Bytes, Error> {
+    let handler = Arc::clone(&endpoint.handler);
+    match AssertUnwindSafe(async { handler.handle(request).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(endpoint = %endpoint.name, message_id = %request.message_id, %reason, "handler panicked");
+            inner.instrumenter.counter("runtime.panic", 1, 1.0);
+            Err(Error::internal_server_error(
+                codes::PANIC,
+                format!("{}.{} failed", inner.name, endpoint.name),
+            ))
+        }
+    }
+}
+
+/// The reply or error reply for an outcome, recording it (H2's names).
+fn answer(
+    inner: &Inner,
+    request: &Envelope,
+    outcome: Result<bytes::Bytes, Error>,
+    elapsed: Duration,
+) -> Envelope {
+    let inst = inner.instrumenter.as_ref();
+    let content_type = request.content_type.for_reply();
+    // Metric names come from the endpoints served, never from the wire: a request for an
+    // endpoint that does not exist has no per-endpoint timing.
+    let endpoint = inner
+        .endpoints
+        .get(&request.endpoint)
+        .map(|endpoint| endpoint.name.as_str());
+    let timing = |bucket: &str| {
+        if let Some(endpoint) = endpoint {
+            inst.timing(&format!("{bucket}.{endpoint}"), elapsed, 1.0);
+        }
+    };
+    match outcome {
+        Ok(payload) => {
+            timing("success");
+            request.reply(content_type, payload)
+        }
+        Err(error) => {
+            inst.counter(&format!("server.error.{}", error.code()), 1, 1.0);
+            // Client faults do not count against the endpoint's error latency (as in H2).
+            let bucket = match error.kind() {
+                Kind::BadRequest | Kind::NotFound => "success",
+                _ => "error",
+            };
+            timing(bucket);
+            if error.kind() == Kind::InternalServerError {
+                tracing::warn!(endpoint = %clip(&request.endpoint), %error, "internal error");
+            } else {
+                tracing::debug!(endpoint = %clip(&request.endpoint), %error, "error reply");
+            }
+            let payload =
+                codec::encode(content_type, &PlatformError::from(&error)).unwrap_or_else(|_| {
+                    prost::Message::encode_to_vec(&PlatformError::from(&error)).into()
+                });
+            request.error_reply(content_type, payload)
+        }
+    }
+}
+
+/// Hands one publication to its subscribing endpoint, then acks it.
+pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: Delivery) {
+    let (publication, acker) = delivery.into_parts();
+    if let Some(endpoint) = inner.endpoints.get(endpoint) {
+        let started = Instant::now();
+        match run_handler(inner, endpoint, &publication).await {
+            Ok(_) => inner.instrumenter.timing(
+                &format!("success.{}", endpoint.name),
+                started.elapsed(),
+                1.0,
+            ),
+            Err(error) => {
+                tracing::warn!(topic = %publication.topic, endpoint = %endpoint.name, %error, "publication handler failed");
+                inner
+                    .instrumenter
+                    .counter(&format!("server.error.{}", error.code()), 1, 1.0);
+            }
+        }
+    }
+    if let Err(error) = acker.ack().await {
+        tracing::warn!(%error, "could not ack a publication");
+    }
+}
