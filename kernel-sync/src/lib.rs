@@ -8,8 +8,8 @@
 //! `backend.lock(id).wait_for(d).hold_for(d).acquire().await` gives a [`LockGuard`], and
 //! `backend.leader(id).await` a [`Leadership`]. It depends on `kernel-errors` (every
 //! [`SyncError`] converts into the platform [`kernel_errors::Error`]) and `kernel-inst` (H2's
-//! `sync.*` metrics go through the user's [`kernel_inst::Instrumenter`]); the umbrella `kernel`
-//! crate re-exports it.
+//! `sync.*` metrics go through the user's [`kernel_inst::Instrumenter`]). A service depends on
+//! it directly: the umbrella `kernel` crate does not re-export it.
 //!
 //! What H2 lacked, and every guard here has:
 //! * a [`FencingToken`] that strictly increases across successive holders, for the protected

@@ -18,8 +18,8 @@ use crate::{
 /// consumers, at most `capacity` unacked deliveries each), an instance queue per connected
 /// transport, one subscription queue per (service, topic) with AMQP topic patterns (`*` one
 /// word, `#` any number), a typed no-route error for requests to services nobody consumes, and
-/// queues that disappear with their last consumer. It does not survive the process, and a
-/// delivery dropped without an ack is lost rather than redelivered.
+/// queues that disappear with their last consumer. It does not survive the process. A
+/// delivery dropped unsettled goes back to its queue, as on RabbitMQ.
 ///
 /// Cloning is cheap; clones are the same broker.
 ///

@@ -1,35 +1,31 @@
-//! The microservice platform kernel: services that call each other with typed protobuf
-//! messages, over RabbitMQ or in process.
+#![doc = include_str!("../../README.md")]
 //!
-//! This is the umbrella crate: it re-exports the focused crates (each usable on its own),
-//! offers a [`prelude`], reads configuration ([`Config`]: `kernel.toml` and `KERNEL_*`
-//! variables), and wires the defaults: `Client::from_env()` and `Service::from_env(name)`
-//! use RabbitMQ when `KERNEL_AMQP_URL` is set and the in-process broker otherwise.
+//! # This crate
+//!
+//! The umbrella: it re-exports the focused crates (each usable on its own), offers a
+//! [`prelude`], reads configuration ([`Config`]: `kernel.toml` and `KERNEL_*` variables), and
+//! wires the defaults: `Client::from_env()` and `Service::from_env(name)` use RabbitMQ when
+//! `KERNEL_AMQP_URL` is set and the in-process broker otherwise.
 //!
 //! ```
 //! use kernel::prelude::*;
 //! use kernel::proto::examples::{HelloRequest, HelloResponse};
 //!
 //! async fn hello(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
-//!     let name = &request.message().name;
-//!     if name.is_empty() {
-//!         return Err(Error::bad_request("com.example.greeter.hello.noname", "who should I greet?"));
-//!     }
-//!     Ok(HelloResponse { greeting: format!("hello, {name}"), served_by: String::new() })
+//!     Ok(HelloResponse { greeting: format!("hello, {}", request.message().name), served_by: String::new() })
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Error> {
 //! let service = Service::from_env("com.example.greeter").await?
 //!     .endpoint(Endpoint::new("hello", hello))
-//!     .build()
-//!     .expect("a valid service");
+//!     .build()?;
 //! let client = service.client().clone();
 //! tokio::spawn(service.serve_with_shutdown(kernel::shutdown_signal()));
 //! # tokio::task::yield_now().await;
 //!
-//! let reply: HelloResponse = client
-//!     .call("com.example.greeter", "hello", &HelloRequest { name: "ada".into() })
+//! let reply = client
+//!     .call::<HelloResponse>("com.example.greeter", "hello", &HelloRequest { name: "ada".into() })
 //!     .await?;
 //! assert_eq!(reply.greeting, "hello, ada");
 //! # Ok(()) }
@@ -48,6 +44,7 @@
 //! | feature | enables | default |
 //! |---|---|---|
 //! | `amqp` | the RabbitMQ transport | yes |
+//! | `tls` | `amqps://` URLs (rustls) | yes |
 //! | `statsd` | the statsd instrumenter | yes |
 //! | `full` | all of the above and `MockClient` | no |
 
