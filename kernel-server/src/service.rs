@@ -25,7 +25,7 @@ pub const DEFAULT_CAPACITY: u16 = 100;
 /// How long shutdown waits for requests in flight unless told otherwise.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest session id a request may carry, in bytes, unless
-/// [`ServiceBuilder::max_session_id`] says otherwise.
+/// [`ServiceBuilder::max_session_id`](crate::ServiceBuilder::max_session_id) says otherwise.
 pub const DEFAULT_MAX_SESSION_ID: usize = 1024;
 
 /// A running service's endpoints and the transport they are served on.
