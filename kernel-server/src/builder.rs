@@ -8,6 +8,7 @@ use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_inst::Instrumenter;
 
+use crate::admission::{Admission, CallerMetrics};
 use crate::codes;
 use crate::endpoint::{Endpoint, valid_name};
 use crate::replies::ReplyCache;
@@ -97,8 +98,10 @@ impl ServiceBuilder {
         self
     }
 
-    /// How many requests an instance holds at once (the broker's prefetch); default
-    /// [`DEFAULT_CAPACITY`].
+    /// How many requests an instance runs at once, shared fairly between its callers; default
+    /// [`DEFAULT_CAPACITY`]. It takes [`prefetch`](crate::prefetch)`(capacity)` from the
+    /// broker; a request that finds no slot within its endpoint's mean latency is answered
+    /// `Overloaded` (`kernel.server.capacity`).
     pub fn capacity(mut self, capacity: u16) -> Self {
         self.capacity = capacity;
         self
@@ -159,6 +162,8 @@ impl ServiceBuilder {
             description: self.description,
             endpoints,
             capacity: self.capacity,
+            admission: Admission::new(usize::from(self.capacity)),
+            caller_metrics: CallerMetrics::default(),
             shutdown_timeout: self.shutdown_timeout,
             max_session_id: self.max_session_id,
             instrumenter,

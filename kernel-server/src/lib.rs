@@ -38,6 +38,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod admission;
 mod builder;
 mod endpoint;
 mod handler;
@@ -46,12 +47,16 @@ mod replies;
 mod request;
 mod service;
 
+pub use admission::MAX_CALLER_METRICS;
 pub use builder::{BuildError, ServiceBuilder};
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
 pub use handler::Handler;
 pub use replies::{REPLY_CACHE_ENTRY_OVERHEAD, REPLY_CACHE_MAX_BYTES, REPLY_CACHE_TTL};
 pub use request::{Request, RequestContext};
-pub use service::{DEFAULT_CAPACITY, DEFAULT_MAX_SESSION_ID, DEFAULT_SHUTDOWN_TIMEOUT, Service};
+pub use service::{
+    DEFAULT_CAPACITY, DEFAULT_MAX_SESSION_ID, DEFAULT_SHUTDOWN_TIMEOUT, PREFETCH_PER_SLOT, Service,
+    prefetch,
+};
 
 /// Codes of the errors this crate raises.
 pub mod codes {
@@ -68,6 +73,9 @@ pub mod codes {
     pub const MARSHAL: &str = "kernel.server.marshal";
     /// The request's session id is longer than the service accepts.
     pub const SESSION_ID_TOO_LONG: &str = "kernel.server.sessionidtoolong";
+    /// The service is out of capacity: no slot came within the endpoint's mean latency.
+    /// `Overloaded`: clients retry it (elsewhere), breakers ignore it.
+    pub const CAPACITY: &str = "kernel.server.capacity";
     /// A [`ServiceBuilder`](crate::ServiceBuilder) was given something it cannot serve.
     pub const INVALID_SERVICE: &str = "kernel.server.invalidservice";
     /// A consumer (the work queue's or a subscription's) stopped delivering while serving.

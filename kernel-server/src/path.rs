@@ -56,7 +56,7 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
         match inner.replies.arrive(&request) {
             Seen::First => {
                 let started = Instant::now();
-                let outcome = dispatch(inner, &request).await;
+                let outcome = admit_and_dispatch(inner, &request).await;
                 // "Overloaded" says: try again (elsewhere). A retry must be judged afresh,
                 // not answered from the cache.
                 let shed = matches!(&outcome, Err(e) if e.kind() == Kind::Overloaded);
@@ -107,6 +107,44 @@ fn clip(text: &str) -> &str {
         Some((end, _)) => &text[..end],
         None => text,
     }
+}
+
+/// Waits for a slot (at most the endpoint's mean latency, and never past the request's
+/// deadline), then dispatches; `Overloaded` (`kernel.server.capacity`) if no slot came.
+async fn admit_and_dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Error> {
+    let mean = inner
+        .endpoints
+        .get(&request.endpoint)
+        .map_or(crate::DEFAULT_MEAN_TIME, |endpoint| endpoint.mean_time);
+    let left = request
+        .deadline
+        .and_then(|deadline| deadline.duration_since(SystemTime::now()).ok())
+        .unwrap_or(mean);
+    let inst = inner.instrumenter.as_ref();
+    let caller_metric = inner.caller_metrics.name(&request.from);
+    let Some(_slot) = inner.admission.admit(&request.from, mean.min(left)).await else {
+        inst.gauge(
+            &format!("server.tokens.{caller_metric}"),
+            inner.admission.slots_left(&request.from) as f64,
+            1.0,
+        );
+        inst.counter("server.error.capacity", 1, 1.0);
+        return Err(Error::overloaded(
+            codes::CAPACITY,
+            format!("{} is out of capacity", inner.name),
+        ));
+    };
+    inst.gauge(
+        &format!("server.tokens.{caller_metric}"),
+        inner.admission.slots_left(&request.from) as f64,
+        1.0,
+    );
+    inst.gauge(
+        "server.inflightrequests",
+        inner.admission.running() as f64,
+        1.0,
+    );
+    dispatch(inner, request).await
 }
 
 /// Finds the endpoint and runs its handler, turning a panic into an internal error.

@@ -15,6 +15,7 @@ use kernel_inst::Instrumenter;
 use kernel_transport::{Delivery, Source};
 use tokio::task::JoinSet;
 
+use crate::admission::{Admission, CallerMetrics};
 use crate::codes;
 use crate::endpoint::Endpoint;
 use crate::path::{handle_publication, handle_request};
@@ -79,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) description: String,
     pub(crate) endpoints: HashMap<String, Endpoint>,
     pub(crate) capacity: u16,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) caller_metrics: CallerMetrics,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_session_id: usize,
     pub(crate) client: Client,
@@ -147,7 +150,7 @@ impl Service {
         let work = transport
             .consume(Source::Service {
                 name: &inner.name,
-                capacity: inner.capacity,
+                capacity: prefetch(inner.capacity),
             })
             .await?;
         let mut sources = vec![tagged(work, None)];
@@ -225,6 +228,19 @@ impl Service {
         }
     }
 }
+
+/// How many requests an instance takes from the broker for `capacity` running at once: more
+/// than it runs, so that a flood filling the window cannot hide a quiet caller's request in
+/// the broker's queue. What cannot run waits at most its endpoint's mean latency, then is
+/// answered `Overloaded`, which frees its place in the window.
+pub fn prefetch(capacity: u16) -> u16 {
+    capacity
+        .saturating_mul(PREFETCH_PER_SLOT)
+        .max(capacity.saturating_add(16))
+}
+
+/// Requests taken from the broker per slot of capacity (see [`prefetch`]).
+pub const PREFETCH_PER_SLOT: u16 = 4;
 
 /// What the merged consumer streams yield: a delivery (with the subscribing endpoint, for a
 /// publication), or the end of one stream.

@@ -780,8 +780,75 @@ pub async fn a_call_rides_through_a_brief_absence_of_its_service(harness: impl H
     running.stop().await;
 }
 
-/// Generates one `#[tokio::test]` per case for a harness expression.
+/// One caller floods a service of capacity 2 (a 50 ms handler) with 20 calls at a time;
+/// another calls once every 200 ms with a 1 s deadline. Every trickle call succeeds, and the
+/// flood is told `Overloaded` (`kernel.server.capacity`) instead of queueing without end.
+pub async fn a_flood_does_not_starve_a_trickle(harness: impl Harness) {
+    let name = unique("admission");
+    let slow = |_: Request<HelloRequest>| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, Error>(HelloResponse::default())
+    };
+    let server_side = client(&harness).await;
+    let service = Service::builder(&name, &server_side)
+        .capacity(2)
+        .endpoint(Endpoint::new("slow", slow))
+        .build()
+        .unwrap();
+    let running = serve(service).await;
+    let flood = client(&harness).await.calling_as("test.flood");
+    let trickle = client(&harness).await.calling_as("test.trickle");
+
+    let stop = Arc::new((Notify::new(), std::sync::atomic::AtomicBool::new(false)));
+    let mut flooders = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (flood, name, stop) = (flood.clone(), name.clone(), Arc::clone(&stop));
+        flooders.spawn(async move {
+            let mut overloaded = 0;
+            let request = hello("flood");
+            // Bounded: at most 200 calls per task, or until told to stop.
+            for _ in 0..200 {
+                if stop.1.load(Ordering::SeqCst) {
+                    break;
+                }
+                let call = flood
+                    .call::<HelloResponse>(&name, "slow", &request)
+                    .attempts(1)
+                    .deadline(Duration::from_secs(2));
+                tokio::select! {
+                    outcome = call => {
+                        if let Err(error) = outcome {
+                            assert_eq!(error.kind(), Kind::Overloaded, "{error:?}");
+                            assert_eq!(error.code(), kernel_server::codes::CAPACITY);
+                            overloaded += 1;
+                        }
+                    }
+                    () = stop.0.notified() => break,
+                }
+            }
+            overloaded
+        });
+    }
+    for n in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let reply = trickle
+            .call::<HelloResponse>(&name, "slow", &hello("trickle"))
+            .deadline(Duration::from_secs(1))
+            .await;
+        assert!(reply.is_ok(), "trickle call {n}: {reply:?}");
+    }
+    stop.1.store(true, Ordering::SeqCst);
+    stop.0.notify_waiters();
+    let mut overloaded = 0;
+    while let Some(done) = bounded("the flood to stop", flooders.join_next()).await {
+        overloaded += done.unwrap();
+    }
+    assert!(overloaded > 0, "the flood was never told it was overloaded");
+    running.stop().await;
+}
+
 #[macro_export]
+/// Generates one `#[tokio::test]` per case for a harness expression.
 macro_rules! conformance_suite {
     ($harness:expr) => {
         $crate::conformance_suite!(@cases $harness;
@@ -792,7 +859,8 @@ macro_rules! conformance_suite {
             heartbeat_to_an_instance_is_answered, an_answered_request_retried_is_answered_from_the_cache,
             two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls,
             calls_made_for_a_request_inherit_its_context,
-            a_call_rides_through_a_brief_absence_of_its_service);
+            a_call_rides_through_a_brief_absence_of_its_service,
+            a_flood_does_not_starve_a_trickle);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(

@@ -1,0 +1,308 @@
+//! [`Admission`]: a service's capacity, shared fairly between its callers.
+//!
+//! At most `capacity` requests run at once. While there is room, a request runs at once, so a
+//! caller alone may use all of it (work-conserving). When it is full, a request waits for a
+//! slot, at most its endpoint's declared mean latency, and each freed slot goes to the waiting
+//! caller that holds the fewest slots (the oldest request first among equals): under
+//! contention every caller converges to a fair share, and a caller that floods waits behind
+//! the quiet ones. A request that waits out its time is answered `Overloaded`
+//! (`kernel.server.capacity`), which clients retry elsewhere and breakers ignore.
+//!
+//! Callers are keyed by the `from` header (empty: one shared key). The map holds only callers
+//! with a request running or waiting, so it is bounded by the requests in hand (the prefetch),
+//! whatever `from` values a broker user invents.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// The most callers that get a metric name of their own (`server.tokens.<caller>`); the rest
+/// share `other`.
+pub const MAX_CALLER_METRICS: usize = 32;
+
+/// Metric names for callers: the first [`MAX_CALLER_METRICS`] distinct callers seen keep a
+/// sanitised name of their own, every later one is `other`, so spoofed `from` values cannot
+/// grow the set of metric names.
+#[derive(Debug, Default)]
+pub(crate) struct CallerMetrics(Mutex<HashMap<String, Arc<str>>>);
+
+impl CallerMetrics {
+    pub(crate) fn name(&self, caller: &str) -> Arc<str> {
+        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(name) = names.get(caller) {
+            return name.clone();
+        }
+        if names.len() >= MAX_CALLER_METRICS {
+            return Arc::from("other");
+        }
+        let name: Arc<str> = Arc::from(sanitise(caller));
+        names.insert(caller.to_owned(), name.clone());
+        name
+    }
+}
+
+/// A caller's name as a metric name: lowercase ASCII letters, digits, `.`, `_`, `-`, at most
+/// 64 characters; `unknown` if nothing is left.
+fn sanitise(caller: &str) -> String {
+    let name: String = caller
+        .chars()
+        .filter_map(|c| {
+            let c = c.to_ascii_lowercase();
+            (c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+                .then_some(c)
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "unknown".to_owned()
+    } else {
+        name
+    }
+}
+
+/// The capacity of one service instance, shared between its callers.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    running: usize,
+    callers: HashMap<Arc<str>, Caller>,
+    /// Orders waiters across callers.
+    next_ticket: u64,
+}
+
+#[derive(Debug, Default)]
+struct Caller {
+    running: usize,
+    waiting: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+/// A slot: the request runs while it is held. Dropping it frees the slot.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    admission: Arc<Admission>,
+    caller: Arc<str>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.admission.release(&self.caller);
+    }
+}
+
+impl Admission {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Admission {
+            capacity: capacity.max(1),
+            state: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each critical section leaves the state consistent before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Requests running now.
+    pub(crate) fn running(&self) -> usize {
+        self.lock().running
+    }
+
+    /// Slots `caller` could still take before reaching the whole capacity.
+    pub(crate) fn slots_left(&self, caller: &str) -> usize {
+        let state = self.lock();
+        let held = state.callers.get(caller).map_or(0, |c| c.running);
+        self.capacity.saturating_sub(held)
+    }
+
+    /// A slot for `caller`, waiting at most `wait`; `None` if none came in time.
+    pub(crate) async fn admit(self: &Arc<Self>, caller: &str, wait: Duration) -> Option<Permit> {
+        let (ticket, granted) = {
+            let mut state = self.lock();
+            let key: Arc<str> = Arc::from(caller);
+            if state.running < self.capacity {
+                state.running += 1;
+                state.callers.entry(key.clone()).or_default().running += 1;
+                return Some(self.permit(key));
+            }
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            let (grant, granted) = oneshot::channel();
+            state
+                .callers
+                .entry(key)
+                .or_default()
+                .waiting
+                .push_back((ticket, grant));
+            (ticket, granted)
+        };
+        let mut granted = granted;
+        if tokio::time::timeout(wait, &mut granted).await.is_ok() {
+            return Some(self.permit(Arc::from(caller)));
+        }
+        // Timed out: leave the queue, unless a slot was granted meanwhile (under the lock,
+        // so it is in the channel by now).
+        let mut state = self.lock();
+        if let Some(entry) = state.callers.get_mut(caller)
+            && let Some(at) = entry.waiting.iter().position(|(t, _)| *t == ticket)
+        {
+            entry.waiting.remove(at);
+            if entry.running == 0 && entry.waiting.is_empty() {
+                state.callers.remove(caller);
+            }
+            return None;
+        }
+        drop(state);
+        granted
+            .try_recv()
+            .ok()
+            .map(|()| self.permit(Arc::from(caller)))
+    }
+
+    fn permit(self: &Arc<Self>, caller: Arc<str>) -> Permit {
+        Permit {
+            admission: Arc::clone(self),
+            caller,
+        }
+    }
+
+    /// Frees `caller`'s slot and hands it to the waiting caller holding the fewest.
+    fn release(&self, caller: &str) {
+        let mut state = self.lock();
+        state.running = state.running.saturating_sub(1);
+        if let Some(entry) = state.callers.get_mut(caller) {
+            entry.running = entry.running.saturating_sub(1);
+            if entry.running == 0 && entry.waiting.is_empty() {
+                state.callers.remove(caller);
+            }
+        }
+        while state.running < self.capacity {
+            let next = state
+                .callers
+                .iter()
+                .filter_map(|(key, c)| c.waiting.front().map(|(t, _)| (c.running, *t, key)))
+                .min()
+                .map(|(_, _, key)| key.clone());
+            let Some(key) = next else {
+                break;
+            };
+            let Some(entry) = state.callers.get_mut(&key) else {
+                break;
+            };
+            let Some((_, grant)) = entry.waiting.pop_front() else {
+                break;
+            };
+            // Counted before it is sent: the waiter builds its permit from the grant.
+            entry.running += 1;
+            state.running += 1;
+            if grant.send(()).is_err() {
+                // The waiter is gone (its task ended): undo and try the next one.
+                state.running -= 1;
+                if let Some(entry) = state.callers.get_mut(&key) {
+                    entry.running -= 1;
+                    if entry.running == 0 && entry.waiting.is_empty() {
+                        state.callers.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Callers with a request running or waiting (for tests of the bound).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.lock().callers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn a_caller_alone_uses_the_whole_capacity() {
+        let admission = Admission::new(3);
+        let permits: Vec<_> =
+            futures_util::future::join_all((0..3).map(|_| admission.admit("flood", WAIT))).await;
+        assert!(permits.iter().all(Option::is_some));
+        assert_eq!(admission.running(), 3);
+        assert_eq!(admission.slots_left("flood"), 0);
+        drop(permits);
+        assert_eq!(admission.running(), 0);
+        assert_eq!(admission.tracked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_service_answers_overloaded_after_the_wait() {
+        let admission = Admission::new(1);
+        let _held = admission.admit("a", WAIT).await.expect("room");
+        let started = tokio::time::Instant::now();
+        assert!(admission.admit("a", WAIT).await.is_none());
+        assert_eq!(started.elapsed(), WAIT);
+        assert_eq!(admission.tracked(), 1, "the waiter left the queue");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_goes_to_the_caller_holding_fewest() {
+        let admission = Admission::new(2);
+        let flood_1 = admission.admit("flood", WAIT).await.expect("room");
+        let flood_2 = admission.admit("flood", WAIT).await.expect("room");
+        // The flood queues first, the trickle after: the trickle still gets the next slot.
+        let queued_flood = tokio::spawn({
+            let admission = Arc::clone(&admission);
+            async move { admission.admit("flood", Duration::from_secs(1)).await }
+        });
+        tokio::task::yield_now().await;
+        let trickle = tokio::spawn({
+            let admission = Arc::clone(&admission);
+            async move { admission.admit("trickle", Duration::from_secs(1)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(flood_1);
+        let trickle = trickle.await.expect("no panic").expect("the slot");
+        assert!(!queued_flood.is_finished());
+        drop(flood_2);
+        let flood = queued_flood
+            .await
+            .expect("no panic")
+            .expect("the next slot");
+        drop((trickle, flood));
+        assert_eq!(admission.running(), 0);
+        assert_eq!(admission.tracked(), 0);
+    }
+
+    #[test]
+    fn caller_metric_names_are_bounded_and_sanitised() {
+        let metrics = CallerMetrics::default();
+        assert_eq!(&*metrics.name("com.Example.Web!"), "com.example.web");
+        assert_eq!(&*metrics.name(""), "unknown");
+        for n in 0..100 {
+            metrics.name(&format!("spoof-{n}"));
+        }
+        assert_eq!(&*metrics.name("late-comer"), "other");
+        assert_eq!(&*metrics.name("com.Example.Web!"), "com.example.web");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spoofed_callers_leave_no_trace() {
+        let admission = Admission::new(1);
+        let held = admission.admit("real", WAIT).await.expect("room");
+        let spoofed = futures_util::future::join_all((0..1000).map(|n| {
+            let admission = Arc::clone(&admission);
+            async move { admission.admit(&format!("spoof-{n}"), WAIT).await }
+        }))
+        .await;
+        assert!(spoofed.iter().all(Option::is_none));
+        assert_eq!(admission.tracked(), 1);
+        drop(held);
+        assert_eq!(admission.tracked(), 0);
+    }
+}
