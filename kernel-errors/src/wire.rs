@@ -192,6 +192,76 @@ mod tests {
         assert_eq!(error.context(), ["x"]);
     }
 
+    /// A newer peer's error with a kind this version does not know, as `docs/wire.md` §12
+    /// says it must be sent: with H2's nearest `type`, or type 0, and its status.
+    fn from_a_newer_peer(kind: &str, r#type: ErrorType, http_code: u32) -> PlatformError {
+        PlatformError {
+            r#type: r#type as i32,
+            code: "kernel.future.cond".into(),
+            description: "from a newer peer".into(),
+            http_code,
+            context: vec!["svc".into(), "ep".into()],
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_falls_back_to_its_type_when_h2_can_name_it() {
+        let message = from_a_newer_peer("PRECONDITION_FAILED", ErrorType::BadRequest, 412);
+        let error = Error::from(message);
+        assert_eq!(error.kind(), Kind::BadRequest);
+        assert_eq!(error.code(), "kernel.future.cond");
+        assert_eq!(error.context(), ["svc", "ep"]);
+    }
+
+    #[test]
+    fn an_unknown_kind_without_a_type_falls_back_to_its_status() {
+        for (status, kind) in [
+            (400, Kind::BadRequest),
+            (401, Kind::Unauthorized),
+            (403, Kind::Forbidden),
+            (404, Kind::NotFound),
+            (409, Kind::Conflict),
+            (429, Kind::Overloaded),
+            (504, Kind::Timeout),
+        ] {
+            let message = from_a_newer_peer("SOMETHING_NEW", ErrorType::Unknown, status);
+            assert_eq!(Error::from(message).kind(), kind, "status {status}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_with_an_ambiguous_or_missing_status_is_internal() {
+        for status in [0, 418, 500, 502, 503] {
+            let message = from_a_newer_peer("SOMETHING_NEW", ErrorType::Unknown, status);
+            let error = Error::from(message);
+            assert_eq!(error.kind(), Kind::InternalServerError, "status {status}");
+            assert_eq!(error.code(), "kernel.future.cond", "the code is kept");
+        }
+    }
+
+    #[test]
+    fn a_type_wins_over_a_status_when_the_kind_is_unknown() {
+        let message = from_a_newer_peer("SOMETHING_NEW", ErrorType::Conflict, 429);
+        assert_eq!(Error::from(message).kind(), Kind::Conflict);
+    }
+
+    #[test]
+    fn a_type_number_newer_than_h2s_enum_is_passed_over_for_the_status() {
+        let mut message = from_a_newer_peer("SOMETHING_NEW", ErrorType::Unknown, 404);
+        message.r#type = 8;
+        assert_eq!(Error::from(message).kind(), Kind::NotFound);
+    }
+
+    #[test]
+    fn kind_names_are_matched_exactly() {
+        // A lowercase or padded name is not a known name: the type decides.
+        for name in ["not_found", " NOT_FOUND", "NotFound"] {
+            let message = from_a_newer_peer(name, ErrorType::Conflict, 404);
+            assert_eq!(Error::from(message).kind(), Kind::Conflict, "{name:?}");
+        }
+    }
+
     #[test]
     fn a_known_kind_name_wins_over_a_contradicting_type() {
         let message = PlatformError {
