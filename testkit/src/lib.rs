@@ -84,6 +84,8 @@ pub async fn bounded<T>(what: &str, future: impl IntoFuture<Output = T>) -> T {
 /// * [`reset`](Proxy::reset) closes every open connection at once, black-holed ones too, as
 ///   a broker restart or a dropped link looks to the client; new connections go through
 ///   (unless cut).
+/// * [`refuse`](Proxy::refuse) closes every new connection as soon as it is accepted, as a
+///   stopped broker looks to a client that reconnects; [`restore`](Proxy::restore) ends it.
 ///
 /// Dropping the last clone closes the listener and every connection.
 ///
@@ -116,6 +118,7 @@ pub struct Proxy {
 #[derive(Clone, Copy, Debug, Default)]
 struct ProxyState {
     cut: bool,
+    refuse: bool,
     /// Bumped by every reset: connections accepted under an older generation close.
     generation: u64,
 }
@@ -153,6 +156,10 @@ impl Proxy {
                 let at_accept = *states.borrow();
                 let state = states.clone();
                 let upstream = upstream.clone();
+                if at_accept.refuse {
+                    drop(client);
+                    continue;
+                }
                 tokio::spawn(async move {
                     if at_accept.cut {
                         black_hole(client, state, at_accept.generation).await;
@@ -192,9 +199,19 @@ impl Proxy {
         self.state.send_modify(|state| state.cut = true);
     }
 
-    /// Lets new connections through again.
+    /// Closes every new connection at once, as a stopped broker does (open ones are kept;
+    /// [`reset`](Self::reset) them too for a broker that goes away).
+    pub fn refuse(&self) {
+        self.state.send_modify(|state| state.refuse = true);
+    }
+
+    /// Lets new connections through again (after [`cut`](Self::cut) or
+    /// [`refuse`](Self::refuse)).
     pub fn restore(&self) {
-        self.state.send_modify(|state| state.cut = false);
+        self.state.send_modify(|state| {
+            state.cut = false;
+            state.refuse = false;
+        });
     }
 
     /// Closes every open connection now; new ones go through (unless cut).
