@@ -47,12 +47,16 @@ pub const INSTANCE_BUFFER: usize = 1024;
 /// process would send that cannot be carried (properties larger than a frame) fails with
 /// [`TransportError::TooLarge`] before anything is sent.
 ///
-/// The connection recovers by itself: when it is lost, the transport reconnects (for about
-/// 30 s), re-declares the exchanges and the instance queue under the same name, and resumes
-/// every consumer into the same [`Deliveries`] stream. A send that fails because the
-/// connection is lost waits for the recovery and is sent once more (the caller bounds the wait
-/// with its deadline). Replies to calls in flight across a recovery may be lost; the client's
-/// attempt timeout and retries cover them.
+/// The connection recovers by itself: when it is lost, the transport reconnects with capped
+/// back-off (200 ms doubling to 5 s) for as long as it is not closed, however long the broker
+/// is away; then it re-declares the exchanges and the instance queue under the same name, and
+/// resumes every consumer into the same [`Deliveries`] stream. Only what retrying cannot fix
+/// ends it (a refused login, an untrusted certificate). While the connection is being
+/// recovered, or the broker has blocked publishing (a memory or disk alarm), a send fails at
+/// once with [`TransportError::ConnectionLost`]: calls fail fast instead of using up their
+/// deadlines. A send that finds its connection lost midway waits up to 2 s for the next one
+/// and is sent once more. Replies to calls in flight across a recovery may be lost; the
+/// client's attempt timeout and retries cover them.
 ///
 /// Cloning is cheap; clones share the connection, the channels and the instance queue.
 ///
@@ -143,7 +147,7 @@ impl AmqpTransport {
         envelope: &Envelope,
     ) -> Result<Confirmation, TransportError> {
         let properties = properties::to_properties(envelope, SystemTime::now());
-        let session = self.shared.session().await?;
+        let session = self.shared.session_now()?;
         let payload = &envelope.payload;
         let publish = async |session: &Session| {
             let channel = if requests {
@@ -159,7 +163,10 @@ impl AmqpTransport {
             Ok(confirmation) => Ok(confirmation),
             Err(error) if session::is_session_error(&error) => {
                 self.shared.abandon(&session, &error).await;
-                let session = self.shared.next_session(&session).await?;
+                let session = self
+                    .shared
+                    .next_session(&session, session::RIDE_THROUGH)
+                    .await?;
                 publish(&session).await.map_err(session::transport_error)
             }
             Err(error) => Err(session::transport_error(error)),

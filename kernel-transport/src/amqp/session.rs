@@ -23,8 +23,12 @@ use crate::{Acker, Delivery, TransportError};
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(200);
 /// The longest pause between reconnection attempts.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
-/// Reconnection attempts before the connection is given up (about 30 s in all).
-const RECONNECT_ATTEMPTS: usize = 10;
+/// Attempts at the first connection before `connect` gives up (about 30 s in all). Once
+/// connected, the transport reconnects for as long as it is not closed.
+const CONNECT_ATTEMPTS: usize = 10;
+/// How long a send that found its session lost waits for the next one before it fails with
+/// `ConnectionLost`: a brief reconnect is ridden through, a broker outage fails fast.
+pub(super) const RIDE_THROUGH: Duration = Duration::from_secs(2);
 /// The pause before consuming again when the broker cancelled a consumer on a live connection.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
@@ -62,7 +66,8 @@ impl Shared {
         options: ConnectOptions,
         instance_queue: String,
     ) -> Result<Arc<Shared>, TransportError> {
-        let session = open_with_retries(&options, &instance_queue).await?;
+        let session =
+            open_with_retries(&options, &instance_queue, Some(CONNECT_ATTEMPTS), || true).await?;
         let (state_tx, state) = watch::channel(State::Up(session));
         let shared = Arc::new(Shared {
             instance_queue,
@@ -95,17 +100,44 @@ impl Shared {
         self.dropped_before.load(Ordering::Relaxed) + current
     }
 
-    /// The current session, waiting for a recovery under way.
+    /// The current session, waiting for a recovery under way (as long as it takes): for
+    /// consumers, which resume when the broker is back.
     pub(super) async fn session(&self) -> Result<Arc<Session>, TransportError> {
         self.wait(|_| true).await
     }
 
-    /// The session after `old`, waiting for the recovery.
+    /// The current session, or `ConnectionLost` at once while the connection is being
+    /// recovered or the broker has blocked publishing (a resource alarm): for sends, so that
+    /// calls fail fast while the broker is away instead of using up their deadlines.
+    pub(super) fn session_now(&self) -> Result<Arc<Session>, TransportError> {
+        match &*self.state.borrow() {
+            State::Up(session) if session.connection.is_blocked() => {
+                Err(TransportError::ConnectionLost(
+                    "the broker has blocked publishing (a resource alarm)".into(),
+                ))
+            }
+            State::Up(session) => Ok(session.clone()),
+            State::Recovering => Err(TransportError::ConnectionLost(
+                "reconnecting to the broker".into(),
+            )),
+            State::Down(Some(reason)) => Err(TransportError::ConnectionLost(reason.clone().into())),
+            State::Down(None) => Err(TransportError::Closed),
+        }
+    }
+
+    /// The session after `old`, waiting for the recovery at most `wait`.
     pub(super) async fn next_session(
         &self,
         old: &Arc<Session>,
+        wait: Duration,
     ) -> Result<Arc<Session>, TransportError> {
-        self.wait(|session| !Arc::ptr_eq(session, old)).await
+        tokio::time::timeout(wait, self.wait(|session| !Arc::ptr_eq(session, old)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::ConnectionLost(
+                    "reconnecting to the broker".into(),
+                ))
+            })
     }
 
     async fn wait(
@@ -166,17 +198,27 @@ pub(super) fn transport_error(error: kernel_amqp::Error) -> TransportError {
     }
 }
 
+/// Opens a session, retrying what may pass (the broker unreachable, restarting) with capped
+/// exponential back-off: `attempts` times, or for ever while `wanted()` says so.
 async fn open_with_retries(
     options: &ConnectOptions,
     instance_queue: &str,
+    attempts: Option<usize>,
+    wanted: impl Fn() -> bool,
 ) -> Result<Arc<Session>, TransportError> {
-    let mut backoff = ExponentialBuilder::default()
+    let backoff = ExponentialBuilder::default()
         .with_min_delay(RECONNECT_MIN_DELAY)
         .with_max_delay(RECONNECT_MAX_DELAY)
-        .with_max_times(RECONNECT_ATTEMPTS)
-        .with_jitter()
-        .build();
+        .with_jitter();
+    let mut backoff = match attempts {
+        Some(attempts) => backoff.with_max_times(attempts),
+        None => backoff.without_max_times(),
+    }
+    .build();
     loop {
+        if !wanted() {
+            return Err(TransportError::Closed);
+        }
         match open(options, instance_queue).await {
             Ok(session) => return Ok(Arc::new(session)),
             Err(error) if is_retryable(&error) => match backoff.next() {
@@ -258,12 +300,24 @@ async fn supervise(
         let instance_queue = owner.instance_queue.clone();
         drop(owner);
         drop(session);
-        match open_with_retries(&options, &instance_queue).await {
+        // For ever, until the transport is closed or nobody holds it any more.
+        let wanted = || {
+            shared
+                .upgrade()
+                .is_some_and(|owner| !owner.closed.load(Ordering::Acquire))
+        };
+        match open_with_retries(&options, &instance_queue, None, wanted).await {
             Ok(session) => {
                 tracing::info!("AMQP connection recovered");
                 state.send_replace(State::Up(session));
             }
+            Err(TransportError::Closed) => {
+                state.send_replace(State::Down(None));
+                return;
+            }
             Err(error) => {
+                // Only what retrying cannot fix ends it: a refused login, an untrusted
+                // certificate, a virtual host that does not exist.
                 tracing::error!(%error, "AMQP connection given up");
                 state.send_replace(State::Down(Some(error.to_string())));
                 return;
@@ -406,7 +460,7 @@ pub(super) async fn run_consumer(
         // cancelled it (its queue was deleted) and it is declared and consumed again.
         tokio::select! {
             () = deliveries.closed() => return,
-            _ = shared.next_session(&session) => {}
+            _ = shared.wait(|next| !Arc::ptr_eq(next, &session)) => {}
             () = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
         }
     }
