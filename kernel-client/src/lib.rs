@@ -41,6 +41,7 @@ mod mock;
 mod parallel;
 mod publish;
 mod router;
+mod timeouts;
 
 pub use call::Call;
 pub use client::{
@@ -52,6 +53,7 @@ pub use mock::{MockClient, NO_STUB};
 pub use parallel::{DEFAULT_CONCURRENCY, Outcomes, parallel};
 pub use publish::Publish;
 pub use router::ANSWERS_PER_CALL;
+pub use timeouts::{AttemptTimeouts, DEFAULT_UPPER95, MAX_ATTEMPT_TIMEOUT, MIN_ATTEMPT_TIMEOUT};
 
 /// Codes of the errors this crate raises.
 pub mod codes {
