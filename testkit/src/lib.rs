@@ -2,8 +2,8 @@
 //! uses, waits that fail with a message instead of hanging, and a TCP [`Proxy`] that injects
 //! network faults between a client and an engine.
 //!
-//! A dev-dependency of the crates whose tests talk to RabbitMQ, ZooKeeper or Cassandra; not
-//! published.
+//! A dev-dependency of the crates whose tests and benchmarks talk to RabbitMQ, ZooKeeper or
+//! Cassandra; not published. [`bench`] reads a benchmark's command line.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -16,6 +16,8 @@
 //! ```
 
 #![doc(test(attr(deny(warnings))))]
+
+pub mod bench;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
