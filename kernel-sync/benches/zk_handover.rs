@@ -4,6 +4,9 @@
 //! Prints the median and p99, and, as the same-run floor, the time from deleting a node to
 //! another session's watch on it firing (the two ZooKeeper steps a hand-over cannot avoid),
 //! with `ratio = floor median ÷ hand-over median`.
+//!
+//! It measures outside criterion, so it applies criterion's name filter itself: its id is
+//! `zk_handover/handover`, and `cargo bench -- rpc_echo` skips it.
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 mod support;
@@ -17,8 +20,20 @@ use zookeeper_client::{Acls, Client, CreateMode};
 const ROUNDS: usize = 200;
 /// The whole benchmark stops after this, whatever the count.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// This benchmark's id, as a criterion name filter sees it.
+const ID: &str = "zk_handover/handover";
 
 fn main() {
+    if !support::selected(ID) {
+        if !support::listing() {
+            println!("zk_handover: not measured in this run (skipped by the name filter)");
+        }
+        return;
+    }
+    if support::listing() {
+        println!("{ID}: benchmark");
+        return;
+    }
     if !support::measuring() {
         println!("zk_handover: measures under `cargo bench` only");
         return;

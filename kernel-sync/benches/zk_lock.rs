@@ -7,10 +7,14 @@
 //! comes from a second, interleaved measurement in the same run: blocks of raw cycles and
 //! lock cycles alternate, each pair of blocks gives a ratio, and the median of those ratios
 //! is printed as `ratio = … (target >= 0.80)`. Criterion's own ratio is printed beside it.
+//!
+//! Both come only when criterion measured both routines in this run: a name filter that skips
+//! one (`cargo bench -- rpc_echo` skips both) prints which were not measured instead.
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -18,6 +22,9 @@ use kernel_sync::{LockBackendExt, Namespace, ZkLockBackend};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 const GROUP: &str = "zk_lock";
+/// Criterion's ids of the two routines the ratio compares.
+const RAW: &str = "create_delete";
+const LOCK: &str = "acquire_release";
 /// Interleaved measurement: this many pairs of blocks…
 const BLOCKS: usize = 60;
 /// …of this many cycles each.
@@ -89,16 +96,44 @@ fn main() {
         });
         runtime.block_on(task).expect("the lock loop")
     };
-    group.bench_function("create_delete", |b| b.iter_custom(raw_cycles));
-    group.bench_function("acquire_release", |b| b.iter_custom(lock_cycles));
+    // Which routines criterion ran in this run (a name filter may skip either or both).
+    let measured = std::cell::RefCell::new(BTreeSet::new());
+    group.bench_function(RAW, |b| {
+        measured.borrow_mut().insert(RAW);
+        b.iter_custom(raw_cycles);
+    });
+    group.bench_function(LOCK, |b| {
+        measured.borrow_mut().insert(LOCK);
+        b.iter_custom(lock_cycles);
+    });
     group.finish();
     criterion.final_summary();
     if !support::measuring() {
-        return; // criterion ran each routine once: nothing was measured
+        return; // criterion ran each routine once, or listed them: nothing was measured
+    }
+    let measured = measured.into_inner();
+    let skipped: Vec<String> = [RAW, LOCK]
+        .into_iter()
+        .filter(|id| !measured.contains(id))
+        .map(|id| format!("{GROUP}/{id}"))
+        .collect();
+    if !skipped.is_empty() {
+        println!(
+            "zk_lock: no ratio: {} not measured in this run (skipped by the name filter)",
+            skipped.join(" and ")
+        );
+        return;
     }
 
-    let raw_cycle = support::typical_estimate(&home, GROUP, "create_delete");
-    let lock_cycle = support::typical_estimate(&home, GROUP, "acquire_release");
+    let estimates = support::typical_estimate(&home, GROUP, RAW)
+        .and_then(|raw| Ok((raw, support::typical_estimate(&home, GROUP, LOCK)?)));
+    let (raw_cycle, lock_cycle) = match estimates {
+        Ok(estimates) => estimates,
+        Err(error) => {
+            println!("zk_lock: no ratio: {error}");
+            return;
+        }
+    };
     println!(
         "zk_lock: criterion: acquire+release {:.0} cycles/s ({lock_cycle:?} each), raw create+delete {:.0}/s ({raw_cycle:?} each), ratio {:.2}",
         1.0 / lock_cycle.as_secs_f64(),

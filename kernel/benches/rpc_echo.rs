@@ -66,8 +66,8 @@ fn main() {
     }
     group.finish();
     criterion.final_summary();
-    // Under `cargo test` criterion runs each routine once and measures nothing: no ratio then.
-    if std::env::args().any(|arg| arg == "--bench") {
+    // Under `cargo test` (or `--test`, `--list`) criterion measures nothing: no ratio then.
+    if kernel_testkit::bench::measuring() {
         report(&measured.borrow());
     }
 }
@@ -300,8 +300,11 @@ impl KernelEcho {
 /// Prints calls per second of each variant and the kernel/raw ratio, from criterion's own
 /// estimates of this run.
 fn report(measured: &std::collections::BTreeSet<String>) {
+    // The workspace this runs in, found at run time: a benchmark built from another checkout
+    // that shares the target directory must not read that checkout's results.
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
+        .or_else(|| kernel_testkit::workspace_root().map(|root| root.join("target")))
         .unwrap_or_else(|| {
             std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
         })
@@ -323,7 +326,16 @@ fn report(measured: &std::collections::BTreeSet<String>) {
             format!("raw/{concurrency}"),
             format!("kernel/{concurrency}"),
         );
-        if !measured.contains(&raw_id) || !measured.contains(&kernel_id) {
+        let skipped: Vec<&str> = [&raw_id, &kernel_id]
+            .into_iter()
+            .filter(|id| !measured.contains(*id))
+            .map(String::as_str)
+            .collect();
+        if !skipped.is_empty() {
+            println!(
+                "  concurrency {concurrency:>2}: no ratio, {} not measured in this run (skipped by the name filter)",
+                skipped.join(" and ")
+            );
             continue;
         }
         match (per_second(&raw_id), per_second(&kernel_id)) {

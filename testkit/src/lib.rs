@@ -2,8 +2,8 @@
 //! uses, waits that fail with a message instead of hanging, and a TCP [`Proxy`] that injects
 //! network faults between a client and an engine.
 //!
-//! A dev-dependency of the crates whose tests talk to RabbitMQ, ZooKeeper or Cassandra; not
-//! published.
+//! A dev-dependency of the crates whose tests and benchmarks talk to RabbitMQ, ZooKeeper or
+//! Cassandra; not published. [`bench`] reads a benchmark's command line.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -17,8 +17,11 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+pub mod bench;
+
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,25 +37,58 @@ pub const BOUND: Duration = Duration::from_secs(20);
 /// does), else the line `var=…` that `cargo xtask services up` wrote to `.services/env` at the
 /// workspace root.
 ///
+/// The root is the one the test runs in ([`workspace_root`]), so a test binary built in another
+/// checkout that shares this `CARGO_TARGET_DIR` still reads this checkout's engines; only when
+/// no root is found does it fall back to the root this crate was compiled in.
+///
 /// # Panics
 /// If neither is there, naming the command to run: engine tests never skip silently.
 pub fn engine_address(var: &str) -> String {
     if let Ok(value) = std::env::var(var) {
         return value;
     }
-    let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.services/env");
-    let from_file = std::fs::read_to_string(env_file).ok().and_then(|contents| {
-        contents.lines().find_map(|line| {
-            let (name, value) = line.split_once('=')?;
-            (name.trim() == var).then(|| value.trim().to_owned())
-        })
-    });
+    let env_file = workspace_root()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .join(".services")
+        .join("env");
+    let from_file = std::fs::read_to_string(&env_file)
+        .ok()
+        .and_then(|contents| {
+            contents.lines().find_map(|line| {
+                let (name, value) = line.split_once('=')?;
+                (name.trim() == var).then(|| value.trim().to_owned())
+            })
+        });
     from_file.unwrap_or_else(|| {
         panic!(
-            "{var} is not set and {env_file} has no such line: run the tests with \
-             `cargo xtask test`, or run `cargo xtask services up` first"
+            "{var} is not set and {} has no such line: run the tests with \
+             `cargo xtask test`, or run `cargo xtask services up` first",
+            env_file.display()
         )
     })
+}
+
+/// The root of the workspace this process runs in: the nearest directory, from the current
+/// one up, whose `Cargo.toml` has a `[workspace]` table. `cargo test` and `cargo bench` run
+/// each test and benchmark in its package's directory, so this is the checkout it was run
+/// from, whichever checkout compiled it.
+pub fn workspace_root() -> Option<PathBuf> {
+    find_workspace_root(&std::env::current_dir().ok()?)
+}
+
+/// The nearest of `start` and its ancestors that holds a workspace manifest.
+fn find_workspace_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|text| {
+                text.lines().any(|line| {
+                    let line = line.trim_start();
+                    line.starts_with("[workspace]") || line.starts_with("[workspace.")
+                })
+            })
+        })
+        .map(Path::to_path_buf)
 }
 
 /// A name no other test, and no other run of the tests on the same engine, uses:
@@ -290,5 +326,44 @@ async fn black_hole(
     tokio::select! {
         () = swallow => {}
         () = closing(&mut state, generation) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn workspace_root_is_the_nearest_workspace_manifest_above_a_package() {
+        let tmp = std::env::temp_dir().join(format!("testkit-root-{}", std::process::id()));
+        let checkout = tmp.join("checkout");
+        let benches = checkout.join("kernel-sync").join("benches");
+        fs::create_dir_all(&benches).unwrap();
+        fs::write(
+            checkout.join("Cargo.toml"),
+            "[workspace]\nmembers = [\"kernel-sync\"]\n",
+        )
+        .unwrap();
+        fs::write(
+            checkout.join("kernel-sync").join("Cargo.toml"),
+            "[package]\nname = \"kernel-sync\"\n\n[lints]\nworkspace = true\n",
+        )
+        .unwrap();
+
+        assert_eq!(find_workspace_root(&benches), Some(checkout.clone()));
+        assert_eq!(
+            find_workspace_root(&checkout.join("kernel-sync")),
+            Some(checkout)
+        );
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_test_finds_the_checkout_it_runs_in() {
+        // `cargo test` runs this in testkit/, whose parent is the workspace root.
+        let package = std::env::current_dir().unwrap();
+        assert_eq!(workspace_root().as_deref(), package.parent());
     }
 }

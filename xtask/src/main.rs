@@ -13,8 +13,8 @@
 mod codegen;
 mod examples;
 mod services;
+mod workspace;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -64,14 +64,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let root = workspace_root();
-    let outcome = match cli.command {
+    let outcome = workspace::root().and_then(|root| match cli.command {
         Command::Codegen { check } => codegen::run(&root, check),
         Command::Services { action } => services::run(&root, action),
         Command::Test { cargo_args } => test(&root, &cargo_args),
         Command::Bench { cargo_args } => bench(&root, &cargo_args),
         Command::Ci => ci(&root),
-    };
+    });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -79,12 +78,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The workspace root: the parent of this crate's manifest directory.
-fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
 /// Runs `cargo <args>` in the workspace root and fails naming the step if it fails.
