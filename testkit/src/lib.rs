@@ -3,7 +3,7 @@
 //! network faults between a client and an engine.
 //!
 //! A dev-dependency of the crates whose tests and benchmarks talk to RabbitMQ, ZooKeeper or
-//! Cassandra; not published. [`bench`] reads a benchmark's command line.
+//! Cassandra; not published. [`bench`](mod@bench) reads a benchmark's command line.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
