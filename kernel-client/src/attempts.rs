@@ -1,12 +1,18 @@
 //! [`Attempts`]: the retry rules of a call, as a pure step function.
 //!
-//! The async driver (`call.rs`) sends, waits and sleeps; after each attempt it reports what
-//! happened ([`Outcome`]) and is told what to do next ([`Next`]). Nothing here waits or reads a
-//! clock: instants are passed in, so every rule is unit-tested without a runtime.
+//! The async driver (`call.rs`) sends, waits and sleeps. Before each attempt it asks
+//! [`Attempts::before`] whether to send, given the circuit breaker's answer and the retry
+//! budget ([`Before`]); after each attempt it reports what happened ([`Outcome`]), records its
+//! [`Verdict`](Outcome::verdict) in the breaker, and is told what to do next ([`Next`]).
+//! Nothing here waits or reads a clock: instants are passed in, so every rule is unit-tested
+//! without a runtime.
 
 use std::time::{Duration, Instant};
 
 use kernel_errors::{Error, Kind};
+
+use crate::breaker::Verdict;
+use crate::codes;
 
 /// How one attempt ended, when it did not end the call.
 #[derive(Debug)]
@@ -17,6 +23,44 @@ pub(crate) enum Outcome {
     TimedOut,
     /// An error reply arrived.
     ErrorReply(Error),
+}
+
+impl Outcome {
+    /// What the outcome says about the endpoint's health, for its circuit breaker: no answer
+    /// in time and an internal error are failures; any other error reply is an answer (a
+    /// client fault, or a failure further down that the endpoint passes on); an overload or
+    /// a request that was never delivered says nothing.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            Outcome::TimedOut => Verdict::Failure,
+            Outcome::ErrorReply(error) => match error.kind() {
+                Kind::InternalServerError => Verdict::Failure,
+                Kind::Overloaded => Verdict::Neutral,
+                _ => Verdict::Success,
+            },
+            Outcome::SendFailed(_) => Verdict::Neutral,
+        }
+    }
+}
+
+/// What the retry budget is asked for before an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spend {
+    /// The call's first send: it adds to the budget.
+    Deposit,
+    /// A retry: it takes one from the budget, if the budget has one.
+    Withdraw,
+}
+
+/// Whether an attempt is sent.
+#[derive(Debug)]
+pub(crate) enum Before {
+    /// Send it.
+    Send,
+    /// End the call with this error (the breaker is open); nothing is sent.
+    Fail(Failure),
+    /// The retry budget is empty: end the call as if the attempts had run out.
+    OutOfBudget,
 }
 
 /// What the driver does next.
@@ -46,6 +90,8 @@ pub(crate) struct Attempts {
     max: u32,
     attempt_timeout: Duration,
     used: u32,
+    /// Attempts sent (an undeliverable one included, though it may use up no attempt).
+    sent: u32,
     last: Option<Failure>,
     /// Since when every send has come back undelivered (no route, connection lost).
     undelivered_since: Option<Instant>,
@@ -58,6 +104,7 @@ impl Attempts {
             max: max.max(1),
             attempt_timeout,
             used: 0,
+            sent: 0,
             last: None,
             undelivered_since: None,
         }
@@ -82,6 +129,32 @@ impl Attempts {
     /// Whether a pause before the next attempt is worth it (there is a next attempt).
     pub(crate) fn more(&self) -> bool {
         self.used < self.max
+    }
+
+    /// The rules before an attempt. `admitted`: the circuit breaker lets it go. `budget` is
+    /// asked only if it does: to take the call's first send as a deposit, or to cover a
+    /// retry (its answer: whether it does).
+    pub(crate) fn before(&mut self, admitted: bool, budget: impl FnOnce(Spend) -> bool) -> Before {
+        if !admitted {
+            let error = Error::circuit_broken(
+                codes::CIRCUIT_BROKEN,
+                "the circuit breaker for the endpoint is open; nothing was sent",
+            );
+            return Before::Fail(Failure {
+                error,
+                remote: false,
+            });
+        }
+        let spend = if self.sent == 0 {
+            Spend::Deposit
+        } else {
+            Spend::Withdraw
+        };
+        if !budget(spend) && spend == Spend::Withdraw {
+            return Before::OutOfBudget;
+        }
+        self.sent += 1;
+        Before::Send
     }
 
     /// The rules, applied to how the attempt started at `started` ended, at `now`.
@@ -213,6 +286,105 @@ mod tests {
         let last = attempts.exhausted().expect("the no-route is reported");
         assert!(!last.remote);
         assert_eq!(last.error.kind(), Kind::NoRoute);
+    }
+
+    /// A budget that records what it was asked and answers `covers` to withdrawals.
+    fn budget(asked: &mut Vec<Spend>, covers: bool) -> impl FnOnce(Spend) -> bool + '_ {
+        move |spend| {
+            asked.push(spend);
+            spend == Spend::Deposit || covers
+        }
+    }
+
+    #[test]
+    fn the_first_send_deposits_and_each_retry_withdraws() {
+        let t = Instant::now();
+        let mut asked = Vec::new();
+        let mut attempts = Attempts::new(3, ATTEMPT);
+        for _ in 0..3 {
+            assert!(attempts.start());
+            assert!(matches!(
+                attempts.before(true, budget(&mut asked, true)),
+                Before::Send
+            ));
+            attempts.after(Outcome::TimedOut, t, t);
+        }
+        assert_eq!(asked, [Spend::Deposit, Spend::Withdraw, Spend::Withdraw]);
+    }
+
+    #[test]
+    fn an_empty_budget_ends_the_call_with_the_last_error() {
+        let t = Instant::now();
+        let mut asked = Vec::new();
+        let mut attempts = Attempts::new(3, ATTEMPT);
+        attempts.start();
+        assert!(matches!(
+            attempts.before(true, budget(&mut asked, false)),
+            Before::Send
+        ));
+        let overloaded = Error::overloaded("test.busy", "try elsewhere");
+        attempts.after(Outcome::ErrorReply(overloaded), t, t);
+        assert!(attempts.start());
+        assert!(matches!(
+            attempts.before(true, budget(&mut asked, false)),
+            Before::OutOfBudget
+        ));
+        let last = attempts.exhausted().expect("the overload is reported");
+        assert_eq!(last.error.kind(), Kind::Overloaded);
+        assert_eq!(asked, [Spend::Deposit, Spend::Withdraw]);
+    }
+
+    #[test]
+    fn an_undeliverable_retry_still_withdraws() {
+        let t = Instant::now();
+        let mut asked = Vec::new();
+        let mut attempts = Attempts::new(1, ATTEMPT);
+        for _ in 0..2 {
+            assert!(attempts.start());
+            attempts.before(true, budget(&mut asked, true));
+            attempts.after(Outcome::SendFailed(no_route()), t, t);
+        }
+        assert_eq!(asked, [Spend::Deposit, Spend::Withdraw]);
+    }
+
+    #[test]
+    fn an_open_breaker_fails_the_call_and_leaves_the_budget_alone() {
+        let mut asked = Vec::new();
+        let mut attempts = Attempts::new(3, ATTEMPT);
+        attempts.start();
+        match attempts.before(false, budget(&mut asked, true)) {
+            Before::Fail(failure) => {
+                assert!(!failure.remote);
+                assert_eq!(failure.error.kind(), Kind::CircuitBroken);
+                assert_eq!(failure.error.code(), codes::CIRCUIT_BROKEN);
+                assert!(!failure.error.trips_breaker());
+                assert!(!failure.error.is_retryable());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(asked.is_empty());
+    }
+
+    #[test]
+    fn timeouts_and_internal_errors_are_failures_for_the_breaker() {
+        let verdict = |outcome: Outcome| outcome.verdict();
+        assert_eq!(verdict(Outcome::TimedOut), Verdict::Failure);
+        let ise = Error::internal_server_error("x.bug", "no");
+        assert_eq!(verdict(Outcome::ErrorReply(ise)), Verdict::Failure);
+        for answer in [
+            Error::not_found("x.missing", "no"),
+            Error::bad_request("x.invalid", "no"),
+            Error::forbidden("x.denied", "no"),
+            // Passed on from further down: the endpoint itself answered.
+            Error::timeout("x.down", "no"),
+        ] {
+            assert_eq!(verdict(Outcome::ErrorReply(answer)), Verdict::Success);
+        }
+        let busy = Error::overloaded("kernel.server.capacity", "full");
+        assert_eq!(verdict(Outcome::ErrorReply(busy)), Verdict::Neutral);
+        assert_eq!(verdict(Outcome::SendFailed(no_route())), Verdict::Neutral);
+        let lost = Error::connection_lost("x.lost", "gone");
+        assert_eq!(verdict(Outcome::SendFailed(lost)), Verdict::Neutral);
     }
 
     #[test]

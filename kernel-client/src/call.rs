@@ -5,6 +5,9 @@
 //! ```text
 //! register the message id with the reply router (once: retries reuse the id)
 //! for each attempt while attempts and deadline remain:
+//!     the (service, endpoint)'s breaker is open ► fail now with CircuitBroken, send nothing
+//!     a retry, and the client's retry budget is empty ► stop: the last error, or Timeout
+//!     (the first attempt deposits in the budget instead)
 //!     send the request (expiration = what is left of the deadline)
 //!         no route / connection lost ──► back off, next attempt (uses up no attempt until
 //!                                        undeliverable for one attempt timeout)
@@ -14,6 +17,8 @@
 //!         error reply "overloaded" ───► back off, next attempt (the server shed it)
 //!         any other error reply ──────► return it: it is the answer
 //!         nothing in time ────────────► next attempt (a late reply still counts)
+//! after each attempt: its verdict (failure: no reply in time, an internal error) goes to
+//! the breaker
 //! out of attempts or time: the last retryable error, or Timeout
 //! ```
 //!
@@ -33,7 +38,8 @@ use kernel_errors::Error;
 use kernel_proto::platform::PlatformError;
 use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec};
 
-use crate::attempts::{Attempts, Failure, Next, Outcome};
+use crate::attempts::{Attempts, Before, Failure, Next, Outcome, Spend};
+use crate::breaker::Verdict;
 use crate::{Client, codes};
 
 /// A request message of any type, encodable in either content type: what lets a [`Call`] be
@@ -257,6 +263,9 @@ impl Buckets {
     }
 }
 
+/// Counted when a call stops retrying because the client's retry budget is empty.
+const BUDGET_EXHAUSTED: &str = "client.retry.budgetexhausted";
+
 /// The longest deadline a call accepts; longer ones are cut to it (a deadline is a promise to
 /// wait, and `Instant` arithmetic must not overflow).
 const MAX_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -294,6 +303,8 @@ async fn execute(
         .without_max_times()
         .build();
     let mut attempts = Attempts::new(options.attempts, options.attempt_timeout);
+    // Looked up once per call: the key's breaker, unless it has none.
+    let circuit = inner.breakers.circuit(&request.service, &request.endpoint);
 
     while attempts.start() {
         let attempt_started = Instant::now();
@@ -303,6 +314,30 @@ async fn execute(
         else {
             break;
         };
+        let now = attempt_started.into_std();
+        let (admitted, mut ticket) = match &circuit {
+            None => (true, None),
+            Some(circuit) => {
+                let ticket = circuit.admit(now);
+                (ticket.is_some(), ticket)
+            }
+        };
+        let budget = |spend| match (&inner.budget, spend) {
+            (None, _) => true,
+            (Some(budget), Spend::Deposit) => {
+                budget.deposit(now);
+                true
+            }
+            (Some(budget), Spend::Withdraw) => budget.withdraw(now),
+        };
+        match attempts.before(admitted, budget) {
+            Before::Send => {}
+            Before::Fail(failure) => return Err(record_failure(inst, failure, &request)),
+            Before::OutOfBudget => {
+                inst.counter(BUDGET_EXHAUSTED, 1, 1.0);
+                break;
+            }
+        }
         let destination = Destination::Service(&request.service);
         let sent = tokio::time::timeout(
             remaining,
@@ -334,6 +369,9 @@ async fn execute(
                         Outcome::ErrorReply(decode_error(&reply))
                     }
                     Ok(Some(reply)) => {
+                        if let Some(ticket) = ticket.take() {
+                            ticket.record(Verdict::Success, Instant::now().into_std());
+                        }
                         inst.timing(&buckets.success, attempt_started.elapsed(), 1.0);
                         return Ok(reply);
                     }
@@ -342,6 +380,9 @@ async fn execute(
         };
         inst.timing(&buckets.error, attempt_started.elapsed(), 1.0);
         let now = Instant::now().into_std();
+        if let Some(ticket) = ticket.take() {
+            ticket.record(outcome.verdict(), now);
+        }
         match attempts.after(outcome, attempt_started.into_std(), now) {
             Next::Retry { pause: false } => {}
             Next::Retry { pause: true } => {

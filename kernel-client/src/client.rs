@@ -8,6 +8,8 @@ use kernel_inst::{Instrumenter, NoopInstrumenter};
 use kernel_transport::{ContentType, Message, Source, Transport};
 use tokio::sync::OnceCell;
 
+use crate::breaker::{BreakerOptions, BreakerSettings, Breakers, CircuitState};
+use crate::budget::{Budget, RetryBudget};
 use crate::call::Call;
 use crate::codes;
 use crate::publish::Publish;
@@ -61,6 +63,10 @@ pub(crate) struct Inner {
     pub(crate) instrumenter: Arc<dyn Instrumenter>,
     pub(crate) defaults: Defaults,
     pub(crate) pending: Arc<Pending>,
+    /// One breaker per (service, endpoint) called.
+    pub(crate) breakers: Breakers,
+    /// Shared by all calls; `None`: retries are limited by `attempts` alone.
+    pub(crate) budget: Option<Budget>,
     router: OnceCell<Router>,
 }
 
@@ -81,6 +87,8 @@ pub struct ClientBuilder {
     from: String,
     instrumenter: Arc<dyn Instrumenter>,
     defaults: Defaults,
+    breakers: BreakerSettings,
+    budget: Option<RetryBudget>,
 }
 
 /// A [`ClientBuilder`] setting is out of range. Converts into the platform [`Error`]
@@ -97,6 +105,14 @@ pub enum BuildError {
     ZeroDuration {
         /// The setting's name.
         field: &'static str,
+    },
+    /// A breaker or retry budget value is out of range.
+    #[error("{field} must be {expected}")]
+    OutOfRange {
+        /// The value's name (`breaker.threshold`, `retry_budget.ratio`).
+        field: &'static str,
+        /// Its range.
+        expected: &'static str,
     },
 }
 
@@ -125,6 +141,8 @@ impl Client {
                 attempts: DEFAULT_ATTEMPTS,
                 content_type: ContentType::Protobuf,
             },
+            breakers: BreakerSettings::default(),
+            budget: Some(RetryBudget::new()),
         }
     }
 
@@ -219,6 +237,57 @@ impl Client {
         }
     }
 
+    /// Where the circuit breaker of `service`'s `endpoint` stands. Only reads: it creates no
+    /// breaker and never takes the half-open probe. `Closed` for an endpoint not called yet
+    /// or with no breaker.
+    ///
+    /// ```
+    /// # use kernel_client::{Client, CircuitState};
+    /// # use kernel_transport::InProcessTransport;
+    /// let client = Client::new(InProcessTransport::new());
+    /// assert_eq!(client.circuit_state("com.example.users", "get"), CircuitState::Closed);
+    /// ```
+    pub fn circuit_state(&self, service: &str, endpoint: &str) -> CircuitState {
+        let now = tokio::time::Instant::now().into_std();
+        self.inner.breakers.state(service, endpoint, now)
+    }
+
+    /// Every (service, endpoint) whose breaker is open or half-open, sorted: what a health
+    /// check reports (H2's `kernel.client.circuit`). Only reads, like
+    /// [`circuit_state`](Self::circuit_state).
+    pub fn open_circuits(&self) -> Vec<(String, String, CircuitState)> {
+        let now = tokio::time::Instant::now().into_std();
+        self.inner.breakers.not_closed(now)
+    }
+
+    /// The breaker settings in force.
+    pub fn breaker_settings(&self) -> BreakerSettings {
+        self.inner.breakers.settings()
+    }
+
+    /// Puts new breaker settings in force, for this client and all its clones (a
+    /// configuration reload). The breaker of a (service, endpoint) whose options are unchanged
+    /// keeps its state, open or closed; one whose options changed starts closed, counts
+    /// cleared, with the new options; a disabled one is dropped.
+    ///
+    /// # Errors
+    /// [`BuildError::OutOfRange`] naming a value out of range; nothing changes then.
+    ///
+    /// ```
+    /// # use kernel_client::{BreakerOptions, Client};
+    /// # use kernel_transport::InProcessTransport;
+    /// let client = Client::new(InProcessTransport::new());
+    /// let settings = client
+    ///     .breaker_settings()
+    ///     .endpoint("com.example.users", "get", BreakerOptions::new().min_samples(20));
+    /// client.set_breaker_settings(settings.clone())?;
+    /// assert_eq!(client.breaker_settings(), settings);
+    /// # Ok::<_, kernel_client::BuildError>(())
+    /// ```
+    pub fn set_breaker_settings(&self, settings: BreakerSettings) -> Result<(), BuildError> {
+        self.inner.breakers.replace(settings)
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
@@ -262,6 +331,56 @@ impl ClientBuilder {
         self
     }
 
+    /// The circuit breaker options of every (service, endpoint) not given its own with
+    /// [`breaker_for`](Self::breaker_for); default [`BreakerOptions::new`] (H2's).
+    pub fn breaker(mut self, options: BreakerOptions) -> Self {
+        self.breakers.set_default(options);
+        self
+    }
+
+    /// The circuit breaker options of `service`'s `endpoint`.
+    ///
+    /// ```
+    /// # use kernel_client::{BreakerOptions, Client};
+    /// # use kernel_transport::InProcessTransport;
+    /// let client = Client::builder(InProcessTransport::new())
+    ///     .breaker_for("com.example.search", "query", BreakerOptions::new().min_samples(20))
+    ///     .build()?;
+    /// let options = client.breaker_settings().options_for("com.example.search", "query");
+    /// assert_eq!(options, BreakerOptions::new().min_samples(20));
+    /// # Ok::<_, kernel_client::BuildError>(())
+    /// ```
+    pub fn breaker_for(
+        mut self,
+        service: impl Into<String>,
+        endpoint: impl Into<String>,
+        options: BreakerOptions,
+    ) -> Self {
+        self.breakers
+            .set_endpoint(service.into(), endpoint.into(), options);
+        self
+    }
+
+    /// No circuit breaker for endpoints not given options with
+    /// [`breaker_for`](Self::breaker_for) (the same as
+    /// `breaker(BreakerOptions::disabled())`).
+    pub fn without_breaker(self) -> Self {
+        self.breaker(BreakerOptions::disabled())
+    }
+
+    /// The retry budget shared by all calls of the client (and its clones); default
+    /// [`RetryBudget::new`].
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// No retry budget: retries are limited by `attempts` and the deadline alone.
+    pub fn without_retry_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
@@ -278,6 +397,10 @@ impl ClientBuilder {
                 return Err(BuildError::ZeroDuration { field });
             }
         }
+        self.breakers.check()?;
+        if let Some(budget) = &self.budget {
+            budget.check()?;
+        }
         Ok(self.build_unchecked())
     }
 
@@ -286,9 +409,11 @@ impl ClientBuilder {
             from: Arc::from(self.from),
             inner: Arc::new(Inner {
                 transport: self.transport,
+                breakers: Breakers::new(self.breakers, Arc::clone(&self.instrumenter)),
                 instrumenter: self.instrumenter,
                 defaults: self.defaults,
                 pending: Arc::default(),
+                budget: self.budget.map(Budget::new),
                 router: OnceCell::new(),
             }),
         }
@@ -313,6 +438,24 @@ mod tests {
             build(Client::builder(transport.clone()).deadline(Duration::ZERO)),
             Err(BuildError::ZeroDuration { field: "deadline" })
         );
+        assert_eq!(
+            build(Client::builder(transport.clone()).breaker_for(
+                "s",
+                "e",
+                BreakerOptions::new().min_samples(0)
+            )),
+            Err(BuildError::OutOfRange {
+                field: "breaker.min_samples",
+                expected: "at least 1"
+            })
+        );
+        assert!(matches!(
+            build(Client::builder(transport.clone()).retry_budget(RetryBudget::new().ratio(-1.0))),
+            Err(BuildError::OutOfRange {
+                field: "retry_budget.ratio",
+                ..
+            })
+        ));
         assert!(build(Client::builder(transport).attempts(1)).is_ok());
     }
 

@@ -34,6 +34,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod attempts;
+mod breaker;
+mod budget;
 mod call;
 mod client;
 #[cfg(feature = "test-util")]
@@ -42,7 +44,14 @@ mod parallel;
 mod publish;
 mod router;
 mod timeouts;
+mod window;
 
+pub use breaker::{
+    BreakerOptions, BreakerSettings, CircuitState, DEFAULT_BREAKER_INITIAL_BACKOFF,
+    DEFAULT_BREAKER_MAX_BACKOFF, DEFAULT_BREAKER_MIN_SAMPLES, DEFAULT_BREAKER_MULTIPLIER,
+    DEFAULT_BREAKER_THRESHOLD, DEFAULT_BREAKER_WINDOW, MAX_CIRCUITS,
+};
+pub use budget::{DEFAULT_RETRY_FLOOR, DEFAULT_RETRY_RATIO, DEFAULT_RETRY_WINDOW, RetryBudget};
 pub use call::Call;
 pub use client::{
     BuildError, Client, ClientBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_ATTEMPTS, DEFAULT_DEADLINE,
@@ -67,6 +76,9 @@ pub mod codes {
     pub const MARSHAL: &str = "kernel.client.marshal";
     /// The reply router stopped (the transport closed) while a call needed it.
     pub const ROUTER_STOPPED: &str = "kernel.client.routerstopped";
+    /// The circuit breaker of the (service, endpoint) is open: the call failed at once and
+    /// nothing was sent (kind `CircuitBroken`).
+    pub const CIRCUIT_BROKEN: &str = "kernel.client.circuitbroken";
     /// A [`ClientBuilder`](crate::ClientBuilder) setting is out of range.
     pub const INVALID_SETTINGS: &str = "kernel.client.invalidsettings";
 }
