@@ -120,6 +120,12 @@ impl Attempts {
         }
     }
 
+    /// The number of the attempt under way (1 for the first; an undeliverable attempt given
+    /// back does not count).
+    pub(crate) fn number(&self) -> u32 {
+        self.used
+    }
+
     /// Whether the attempt under way is the last one: it waits for all that is left of the
     /// deadline, since the deadline sent with the request says how long the caller waits.
     pub(crate) fn is_last(&self) -> bool {

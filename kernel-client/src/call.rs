@@ -96,7 +96,8 @@ struct Options {
     deadline: Duration,
     /// A wall-clock time the call must not outlive (the deadline of a request it serves).
     not_after: Option<SystemTime>,
-    attempt_timeout: Duration,
+    /// A fixed attempt timeout; `None`: from the client's SLA table.
+    attempt_timeout: Option<Duration>,
     attempts: u32,
     content_type: ContentType,
     session_id: String,
@@ -175,9 +176,10 @@ impl<'a, Rsp: Message> Call<'a, Rsp> {
         self
     }
 
-    /// How long one attempt waits for its reply (never past the deadline).
+    /// How long each attempt of this call waits for its reply, fixed, instead of the
+    /// SLA-derived timeout (never past the deadline).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.options.attempt_timeout = timeout;
+        self.options.attempt_timeout = Some(timeout);
         self
     }
 
@@ -302,7 +304,16 @@ async fn execute(
         .with_jitter()
         .without_max_times()
         .build();
-    let mut attempts = Attempts::new(options.attempts, options.attempt_timeout);
+    // Attempt n waits this long (never past the deadline): fixed if the call or the client
+    // says so, else from the endpoint's SLA, longer for later attempts.
+    let attempt_timeout = |attempt: u32| {
+        options.attempt_timeout.unwrap_or_else(|| {
+            inner
+                .timeouts
+                .get(&request.service, &request.endpoint, attempt)
+        })
+    };
+    let mut attempts = Attempts::new(options.attempts, attempt_timeout(1));
     // Looked up once per call: the key's breaker, unless it has none.
     let circuit = inner.breakers.circuit(&request.service, &request.endpoint);
 
@@ -352,7 +363,7 @@ async fn execute(
                 let wait = if attempts.is_last() {
                     left
                 } else {
-                    options.attempt_timeout.min(left)
+                    attempt_timeout(attempts.number()).min(left)
                 };
                 match tokio::time::timeout(wait, registration.reply()).await {
                     Err(_elapsed) => Outcome::TimedOut,

@@ -14,11 +14,14 @@ use crate::call::Call;
 use crate::codes;
 use crate::publish::Publish;
 use crate::router::{Pending, Router};
+use crate::timeouts::AttemptTimeouts;
 
 /// How long a call may take in all, attempts included, unless the call says otherwise.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
-/// How long one attempt waits for its reply (never longer than what is left of the deadline).
-pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the first attempt waits for its reply when the endpoint's SLA is not known (later
+/// attempts wait longer, see [`AttemptTimeouts`]); never longer than what is left of the
+/// deadline.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = crate::timeouts::DEFAULT_UPPER95;
 /// How many times a call is sent at most (the first attempt included).
 pub const DEFAULT_ATTEMPTS: u32 = 3;
 
@@ -67,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) breakers: Breakers,
     /// Shared by all calls; `None`: retries are limited by `attempts` alone.
     pub(crate) budget: Option<Budget>,
+    /// Attempt timeouts from endpoints' SLAs, unless a fixed one is set.
+    pub(crate) timeouts: AttemptTimeouts,
     router: OnceCell<Router>,
 }
 
@@ -74,7 +79,8 @@ pub(crate) struct Inner {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Defaults {
     pub(crate) deadline: Duration,
-    pub(crate) attempt_timeout: Duration,
+    /// A fixed attempt timeout; `None`: from the SLA table.
+    pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) attempts: u32,
     pub(crate) content_type: ContentType,
 }
@@ -89,6 +95,7 @@ pub struct ClientBuilder {
     defaults: Defaults,
     breakers: BreakerSettings,
     budget: Option<RetryBudget>,
+    timeouts: AttemptTimeouts,
 }
 
 /// A [`ClientBuilder`] setting is out of range. Converts into the platform [`Error`]
@@ -137,12 +144,13 @@ impl Client {
             instrumenter: Arc::new(NoopInstrumenter),
             defaults: Defaults {
                 deadline: DEFAULT_DEADLINE,
-                attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                attempt_timeout: None,
                 attempts: DEFAULT_ATTEMPTS,
                 content_type: ContentType::Protobuf,
             },
             breakers: BreakerSettings::default(),
             budget: Some(RetryBudget::new()),
+            timeouts: AttemptTimeouts::default(),
         }
     }
 
@@ -313,9 +321,18 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one attempt waits for its reply; default [`DEFAULT_ATTEMPT_TIMEOUT`].
+    /// How long every attempt of every call waits for its reply, fixed, instead of the
+    /// SLA-derived [`attempt_timeouts`](Self::attempt_timeouts).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.attempt_timeout = timeout;
+        self.defaults.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// How long each attempt waits, from each endpoint's upper-95 latency; default
+    /// [`AttemptTimeouts::default`] (2 s × the attempt number for endpoints whose SLA is not
+    /// declared). A fixed [`attempt_timeout`](Self::attempt_timeout) takes precedence.
+    pub fn attempt_timeouts(mut self, timeouts: AttemptTimeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 
@@ -391,7 +408,12 @@ impl ClientBuilder {
         }
         for (field, value) in [
             ("deadline", self.defaults.deadline),
-            ("attempt_timeout", self.defaults.attempt_timeout),
+            (
+                "attempt_timeout",
+                self.defaults
+                    .attempt_timeout
+                    .unwrap_or(DEFAULT_ATTEMPT_TIMEOUT),
+            ),
         ] {
             if value.is_zero() {
                 return Err(BuildError::ZeroDuration { field });
@@ -414,6 +436,7 @@ impl ClientBuilder {
                 defaults: self.defaults,
                 pending: Arc::default(),
                 budget: self.budget.map(Budget::new),
+                timeouts: self.timeouts,
                 router: OnceCell::new(),
             }),
         }
