@@ -8,9 +8,10 @@
 //! the quiet ones. A request that waits out its time is answered `Overloaded`
 //! (`kernel.server.capacity`), which clients retry elsewhere and breakers ignore.
 //!
-//! Callers are keyed by the `from` header (empty: one shared key). The map holds only callers
-//! with a request running or waiting, so it is bounded by the requests in hand (the prefetch),
-//! whatever `from` values a broker user invents.
+//! Callers are keyed by [`CallerMetrics`]: the first [`MAX_CALLER_METRICS`] distinct `from`
+//! values seen each keep a key of their own, every later one shares `other` (empty `from`:
+//! `unknown`). A flood that rotates through invented `from` values so competes as one caller.
+//! The map holds only keys with a request running or waiting.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-/// The most callers that get a metric name of their own (`server.tokens.<caller>`); the rest
-/// share `other`.
+/// The most callers that get a key of their own, for admission and for metrics
+/// (`server.tokens.<caller>`); the rest share `other`.
 pub const MAX_CALLER_METRICS: usize = 32;
 
 /// Metric names for callers: the first [`MAX_CALLER_METRICS`] distinct callers seen keep a

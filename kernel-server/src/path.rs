@@ -121,11 +121,14 @@ async fn admit_and_dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::
         .and_then(|deadline| deadline.duration_since(SystemTime::now()).ok())
         .unwrap_or(mean);
     let inst = inner.instrumenter.as_ref();
-    let caller_metric = inner.caller_metrics.name(&request.from);
-    let Some(_slot) = inner.admission.admit(&request.from, mean.min(left)).await else {
+    // One key per caller for the first MAX_CALLER_METRICS callers seen, `other` for the rest:
+    // the same bounded set names the metrics and shares out the capacity, so a flood that
+    // rotates through invented `from` values competes as one caller.
+    let caller = inner.caller_metrics.name(&request.from);
+    let Some(_slot) = inner.admission.admit(&caller, mean.min(left)).await else {
         inst.gauge(
-            &format!("server.tokens.{caller_metric}"),
-            inner.admission.slots_left(&request.from) as f64,
+            &format!("server.tokens.{caller}"),
+            inner.admission.slots_left(&caller) as f64,
             1.0,
         );
         inst.counter("server.error.capacity", 1, 1.0);
@@ -135,8 +138,8 @@ async fn admit_and_dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::
         ));
     };
     inst.gauge(
-        &format!("server.tokens.{caller_metric}"),
-        inner.admission.slots_left(&request.from) as f64,
+        &format!("server.tokens.{caller}"),
+        inner.admission.slots_left(&caller) as f64,
         1.0,
     );
     inst.gauge(

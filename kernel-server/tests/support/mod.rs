@@ -784,6 +784,15 @@ pub async fn a_call_rides_through_a_brief_absence_of_its_service(harness: impl H
 /// another calls once every 200 ms with a 1 s deadline. Every trickle call succeeds, and the
 /// flood is told `Overloaded` (`kernel.server.capacity`) instead of queueing without end.
 pub async fn a_flood_does_not_starve_a_trickle(harness: impl Harness) {
+    flood_and_trickle(harness, false).await;
+}
+
+/// The same, with the flood sending each call under another of 1,000 invented `from` values.
+pub async fn a_flood_under_a_thousand_names_does_not_starve_a_trickle(harness: impl Harness) {
+    flood_and_trickle(harness, true).await;
+}
+
+async fn flood_and_trickle(harness: impl Harness, rotate: bool) {
     let name = unique("admission");
     let slow = |_: Request<HelloRequest>| async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -798,19 +807,29 @@ pub async fn a_flood_does_not_starve_a_trickle(harness: impl Harness) {
     let running = serve(service).await;
     let flood = client(&harness).await.calling_as("test.flood");
     let trickle = client(&harness).await.calling_as("test.trickle");
+    // The trickle is a caller the service knows before the flood starts.
+    trickle
+        .call::<HelloResponse>(&name, "slow", &hello("first"))
+        .await
+        .unwrap();
 
     let stop = Arc::new((Notify::new(), std::sync::atomic::AtomicBool::new(false)));
     let mut flooders = tokio::task::JoinSet::new();
-    for _ in 0..20 {
+    for task in 0..20 {
         let (flood, name, stop) = (flood.clone(), name.clone(), Arc::clone(&stop));
         flooders.spawn(async move {
             let mut overloaded = 0;
             let request = hello("flood");
             // Bounded: at most 200 calls per task, or until told to stop.
-            for _ in 0..200 {
+            for n in 0..200 {
                 if stop.1.load(Ordering::SeqCst) {
                     break;
                 }
+                let flood = if rotate {
+                    flood.calling_as(format!("spoof-{}", (task * 200 + n) % 1000))
+                } else {
+                    flood.clone()
+                };
                 let call = flood
                     .call::<HelloResponse>(&name, "slow", &request)
                     .attempts(1)
@@ -860,7 +879,8 @@ macro_rules! conformance_suite {
             two_instances_share_the_work_queue, shutdown_finishes_in_flight_calls,
             calls_made_for_a_request_inherit_its_context,
             a_call_rides_through_a_brief_absence_of_its_service,
-            a_flood_does_not_starve_a_trickle);
+            a_flood_does_not_starve_a_trickle,
+            a_flood_under_a_thousand_names_does_not_starve_a_trickle);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(
