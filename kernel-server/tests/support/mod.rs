@@ -863,6 +863,11 @@ async fn flood_and_trickle(harness: impl Harness, rotate: bool) {
         overloaded += done.unwrap();
     }
     assert!(overloaded > 0, "the flood was never told it was overloaded");
+    // Overloaded replies never count against the callee: the flood's breaker stays closed.
+    assert_eq!(
+        flood.circuit_state(&name, "slow"),
+        kernel_client::CircuitState::Closed
+    );
     running.stop().await;
 }
 
