@@ -3,7 +3,8 @@
 //! At most `capacity` requests run at once. While there is room, a request runs at once, so a
 //! caller alone may use all of it (work-conserving). When it is full, a request waits for a
 //! slot, at most its endpoint's declared mean latency, and each freed slot goes to the waiting
-//! caller that holds the fewest slots (the oldest request first among equals): under
+//! caller that holds the fewest slots (among equals, the one served least recently, then the
+//! oldest request): under
 //! contention every caller converges to a fair share, and a caller that floods waits behind
 //! the quiet ones. A request that waits out its time is answered `Overloaded`
 //! (`kernel.server.capacity`), which clients retry elsewhere and breakers ignore.
@@ -76,7 +77,15 @@ struct State {
     callers: HashMap<Arc<str>, Caller>,
     /// Orders waiters across callers.
     next_ticket: u64,
+    /// When each caller was last granted a slot (a grant count), kept after its requests are
+    /// done so that taking turns survives gaps; cleared when it grows past
+    /// [`MAX_REMEMBERED`].
+    last_grant: HashMap<Arc<str>, u64>,
+    grants: u64,
 }
+
+/// The most callers whose last grant is remembered.
+const MAX_REMEMBERED: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Caller {
@@ -130,6 +139,12 @@ impl Admission {
             if state.running < self.capacity {
                 state.running += 1;
                 state.callers.entry(key.clone()).or_default().running += 1;
+                state.grants += 1;
+                let grant_no = state.grants;
+                if state.last_grant.len() >= MAX_REMEMBERED {
+                    state.last_grant.clear();
+                }
+                state.last_grant.insert(key.clone(), grant_no);
                 return Some(self.permit(key));
             }
             let ticket = state.next_ticket;
@@ -184,12 +199,20 @@ impl Admission {
             }
         }
         while state.running < self.capacity {
+            // The waiting caller holding the fewest slots; among equals, the one served least
+            // recently (callers take turns; one never served counts as served just now, so
+            // new names cannot jump the queue), then the oldest request.
+            let now = state.grants + 1;
             let next = state
                 .callers
                 .iter()
-                .filter_map(|(key, c)| c.waiting.front().map(|(t, _)| (c.running, *t, key)))
+                .filter_map(|(key, c)| {
+                    let (ticket, _) = c.waiting.front()?;
+                    let served = state.last_grant.get(key).copied().unwrap_or(now);
+                    Some((c.running, served, *ticket, key))
+                })
                 .min()
-                .map(|(_, _, key)| key.clone());
+                .map(|(_, _, _, key)| key.clone());
             let Some(key) = next else {
                 break;
             };
@@ -202,6 +225,12 @@ impl Admission {
             // Counted before it is sent: the waiter builds its permit from the grant.
             entry.running += 1;
             state.running += 1;
+            state.grants += 1;
+            let grant_no = state.grants;
+            if state.last_grant.len() >= MAX_REMEMBERED {
+                state.last_grant.clear();
+            }
+            state.last_grant.insert(key.clone(), grant_no);
             if grant.send(()).is_err() {
                 // The waiter is gone (its task ended): undo and try the next one.
                 state.running -= 1;
@@ -278,6 +307,33 @@ mod tests {
         drop((trickle, flood));
         assert_eq!(admission.running(), 0);
         assert_eq!(admission.tracked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn among_equals_the_caller_served_least_recently_goes_first() {
+        let admission = Admission::new(1);
+        // `quiet` was served once, long ago; then `busy` took the slot.
+        drop(admission.admit("quiet", WAIT).await.expect("room"));
+        let held = admission.admit("busy", WAIT).await.expect("room");
+        // `busy` queues first, `quiet` after; both hold no slot when it frees.
+        let busy = tokio::spawn({
+            let admission = Arc::clone(&admission);
+            async move { admission.admit("busy-too", Duration::from_secs(1)).await }
+        });
+        tokio::task::yield_now().await;
+        let quiet = tokio::spawn({
+            let admission = Arc::clone(&admission);
+            async move { admission.admit("quiet", Duration::from_secs(1)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(held);
+        let quiet = quiet.await.expect("no panic").expect("its turn");
+        assert!(
+            !busy.is_finished(),
+            "a name never served does not jump the queue"
+        );
+        drop(quiet);
+        drop(busy.await.expect("no panic").expect("the next slot"));
     }
 
     #[test]
