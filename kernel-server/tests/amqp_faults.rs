@@ -15,7 +15,7 @@ use kernel_errors::{Error, Kind};
 use kernel_proto::examples::{HelloRequest, HelloResponse};
 use kernel_server::{Endpoint, Request, Service};
 use kernel_testkit::Proxy;
-use kernel_transport::AmqpTransport;
+use kernel_transport::{AmqpTransport, Destination, Envelope};
 use tokio::sync::Notify;
 
 /// How long the tests' calls may take in all.
@@ -188,7 +188,19 @@ async fn a_service_whose_connection_drops_serves_again() {
     let _: HelloResponse = client.call(&name, "hello", &hello("before")).await.unwrap();
 
     proxy.reset();
-    // The client's attempts and deadline cover the service's reconnection.
+    // The signal that the service serves again: its work queue routes a ping (the queue is
+    // auto-deleted with the old connection's consumer, and declared again on reconnection).
+    let transport = client.transport();
+    support::bounded("the service to consume again", async {
+        loop {
+            let ping = Envelope::ping(transport.instance_queue());
+            match transport.send(Destination::Service(&name), ping).await {
+                Ok(()) if proxy.accepted() >= 2 => break,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
     let again: HelloResponse = client.call(&name, "hello", &hello("after")).await.unwrap();
     assert_eq!(again.greeting, "hello, after");
     assert!(
