@@ -211,39 +211,17 @@ fn paired(
 /// Prints the time per call of each variant and guarded/bare, from criterion's estimates of
 /// this run.
 fn report(measured: &BTreeSet<String>) {
-    // The workspace this runs in, found at run time (as rpc_echo does).
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| kernel_testkit::workspace_root().map(|root| root.join("target")))
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
-        })
-        .join("criterion")
-        .join("resilience_overhead");
-    let nanos_per_call = |id: &str| -> Option<f64> {
-        let path = dir
-            .join(id.replace('/', "_"))
-            .join("new")
-            .join("estimates.json");
-        let estimates: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        estimates["mean"]["point_estimate"].as_f64()
-    };
+    let nanos_per_call = |id: &str| kernel_testkit::bench::mean_nanos("resilience_overhead", id);
     println!("\nresilience_overhead: CPU time per call, same run (target: guarded/bare <= 1.05)");
     for concurrency in CONCURRENCY {
         let (bare_id, guarded_id) = (
             format!("bare/{concurrency}"),
             format!("guarded/{concurrency}"),
         );
-        let skipped: Vec<&str> = [&bare_id, &guarded_id]
-            .into_iter()
-            .filter(|id| !measured.contains(*id))
-            .map(String::as_str)
-            .collect();
-        if !skipped.is_empty() {
+        if let Some(skipped) = kernel_testkit::bench::unmeasured(measured, &[&bare_id, &guarded_id])
+        {
             println!(
-                "  concurrency {concurrency:>2}: no ratio, {} not measured in this run (skipped by the name filter)",
-                skipped.join(" and ")
+                "  concurrency {concurrency:>2}: no ratio, {skipped} not measured in this run (skipped by the name filter)"
             );
             continue;
         }
@@ -252,10 +230,7 @@ fn report(measured: &BTreeSet<String>) {
                 "  concurrency {concurrency:>2}: bare {bare:>7.0} ns  guarded {guarded:>7.0} ns  ratio {:.3}",
                 guarded / bare
             ),
-            _ => println!(
-                "  concurrency {concurrency:>2}: no estimates found under {}",
-                dir.display()
-            ),
+            _ => println!("  concurrency {concurrency:>2}: no criterion estimates found"),
         }
     }
 }

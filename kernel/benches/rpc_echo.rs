@@ -300,25 +300,8 @@ impl KernelEcho {
 /// Prints calls per second of each variant and the kernel/raw ratio, from criterion's own
 /// estimates of this run.
 fn report(measured: &std::collections::BTreeSet<String>) {
-    // The workspace this runs in, found at run time: a benchmark built from another checkout
-    // that shares the target directory must not read that checkout's results.
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| kernel_testkit::workspace_root().map(|root| root.join("target")))
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
-        })
-        .join("criterion")
-        .join("rpc_echo");
-    let per_second = |id: &str| -> Option<f64> {
-        let path = dir
-            .join(id.replace('/', "_"))
-            .join("new")
-            .join("estimates.json");
-        let estimates: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        let nanos_per_call = estimates["mean"]["point_estimate"].as_f64()?;
-        Some(1e9 / nanos_per_call)
+    let per_second = |id: &str| {
+        kernel_testkit::bench::mean_nanos("rpc_echo", id).map(|nanos_per_call| 1e9 / nanos_per_call)
     };
     println!("\nrpc_echo: calls per second, same run (target: kernel/raw >= 0.85)");
     for concurrency in CONCURRENCY {
@@ -326,15 +309,9 @@ fn report(measured: &std::collections::BTreeSet<String>) {
             format!("raw/{concurrency}"),
             format!("kernel/{concurrency}"),
         );
-        let skipped: Vec<&str> = [&raw_id, &kernel_id]
-            .into_iter()
-            .filter(|id| !measured.contains(*id))
-            .map(String::as_str)
-            .collect();
-        if !skipped.is_empty() {
+        if let Some(skipped) = kernel_testkit::bench::unmeasured(measured, &[&raw_id, &kernel_id]) {
             println!(
-                "  concurrency {concurrency:>2}: no ratio, {} not measured in this run (skipped by the name filter)",
-                skipped.join(" and ")
+                "  concurrency {concurrency:>2}: no ratio, {skipped} not measured in this run (skipped by the name filter)"
             );
             continue;
         }
@@ -343,10 +320,7 @@ fn report(measured: &std::collections::BTreeSet<String>) {
                 "  concurrency {concurrency:>2}: raw {raw:>8.0}/s  kernel {kernel:>8.0}/s  ratio {:.2}",
                 kernel / raw
             ),
-            _ => println!(
-                "  concurrency {concurrency:>2}: no estimates found under {}",
-                dir.display()
-            ),
+            _ => println!("  concurrency {concurrency:>2}: no criterion estimates found"),
         }
     }
 }

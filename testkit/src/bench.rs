@@ -6,6 +6,38 @@
 //! ratio of two routines must then say which were skipped, and one that measures outside
 //! criterion must skip itself as criterion would.
 
+/// Criterion's mean estimate of `group/id` from this run, in nanoseconds per iteration, if it
+/// wrote one: read from `<target>/criterion` (or `CRITERION_HOME`) of the workspace this runs
+/// in, found at run time.
+pub fn mean_nanos(group: &str, id: &str) -> Option<f64> {
+    let home = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .or_else(|| crate::workspace_root().map(|root| root.join("target")))
+                .map(|target| target.join("criterion"))
+        })?;
+    let path = home
+        .join(group)
+        .join(id.replace('/', "_"))
+        .join("new")
+        .join("estimates.json");
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    estimates["mean"]["point_estimate"].as_f64()
+}
+
+/// Which of `ids` this run did not measure (a name filter skipped them), as `a and b`; `None`
+/// when every one was measured, so a ratio of them can be printed.
+pub fn unmeasured(measured: &std::collections::BTreeSet<String>, ids: &[&str]) -> Option<String> {
+    let skipped: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !measured.contains(*id))
+        .collect();
+    (!skipped.is_empty()).then(|| skipped.join(" and "))
+}
+
 /// Whether this run measures: `cargo bench` passes `--bench`. Under `cargo test`, and with
 /// criterion's `--test`, `--list` or `--profile-time`, a benchmark only runs (or lists) its
 /// routines, criterion writes no estimates, and no figure is printed.
