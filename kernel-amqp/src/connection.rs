@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,8 +19,8 @@ use tokio_util::codec::FramedRead;
 
 use crate::channel::{Channel, Confirmation, Delivery};
 use crate::frame::{
-    Close, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, Frame, FrameCodec, Method,
-    PROTOCOL_HEADER, put_frame, put_heartbeat,
+    Close, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_TOO_LARGE, FRAME_HEARTBEAT, FRAME_METHOD, Frame,
+    FrameCodec, Method, PROTOCOL_HEADER, put_frame, put_heartbeat,
 };
 use crate::properties::decode_header;
 use crate::types::{DecodeError, FieldTable, FieldValue, ShortString};
@@ -144,7 +144,7 @@ impl Connection {
             Box::new(tcp)
         };
         let (read, mut write) = tokio::io::split(io);
-        let mut reader = FramedRead::new(read, FrameCodec { frame_max: 131_072 });
+        let mut reader = FramedRead::new(read, FrameCodec::new(131_072, options.limits.header()));
         write.write_all(PROTOCOL_HEADER).await?;
         let depth = options.limits.table_depth();
 
@@ -652,6 +652,26 @@ impl Driver {
                     self.channel_method(frame.channel, method)?;
                     Ok(false)
                 }
+            }
+            FRAME_HEADER_TOO_LARGE => {
+                let incoming = self
+                    .channels
+                    .get_mut(&frame.channel)
+                    .and_then(|c| c.incoming.as_mut())
+                    .filter(|i| i.body_size.is_none())
+                    .ok_or_else(|| Error::Protocol("a content header out of place".into()))?;
+                let mut base = frame.payload;
+                base.advance(4);
+                let body_size = base.get_u64();
+                let header_size = base.get_u32();
+                incoming.body_size = Some(body_size);
+                incoming.properties = Err(DecodeError::TooLarge {
+                    what: "headers",
+                    size: u64::from(header_size),
+                    limit: self.limits.header() as u64,
+                });
+                self.maybe_complete(frame.channel);
+                Ok(false)
             }
             FRAME_HEADER => {
                 let max_body = self.limits.body();

@@ -25,10 +25,33 @@ pub(crate) struct Frame {
     pub(crate) payload: Bytes,
 }
 
-/// Splits the byte stream into frames no larger than the negotiated maximum.
+/// A content header larger than the header limit: only its class, weight and body size (12
+/// bytes, followed here by the header's size as a u32) are kept, the rest is skipped as it
+/// arrives. Not a frame type on the wire.
+pub(crate) const FRAME_HEADER_TOO_LARGE: u8 = 0xF2;
+/// The bytes of a content header before its property flags.
+const HEADER_BASE: usize = 12;
+
+/// Splits the byte stream into frames no larger than the negotiated maximum. A content header
+/// may be larger (RabbitMQ sends a header as one frame whatever its size, when a message came
+/// in through another path than AMQP 0-9-1): up to `header_max` it is read whole, beyond it is
+/// reported as [`FRAME_HEADER_TOO_LARGE`] and skipped, so the stream stays in step.
 #[derive(Debug)]
 pub(crate) struct FrameCodec {
     pub(crate) frame_max: usize,
+    pub(crate) header_max: usize,
+    /// Bytes of an oversized header (and its end octet) still to skip.
+    pub(crate) skipping: usize,
+}
+
+impl FrameCodec {
+    pub(crate) fn new(frame_max: usize, header_max: usize) -> Self {
+        FrameCodec {
+            frame_max,
+            header_max,
+            skipping: 0,
+        }
+    }
 }
 
 impl Decoder for FrameCodec {
@@ -36,11 +59,41 @@ impl Decoder for FrameCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        if self.skipping > 0 {
+            let n = self.skipping.min(src.len());
+            src.advance(n);
+            self.skipping -= n;
+            if self.skipping > 0 {
+                return Ok(None);
+            }
+        }
         if src.len() < 7 {
             return Ok(None);
         }
         let size = u32::from_be_bytes([src[3], src[4], src[5], src[6]]) as usize;
-        if size + FRAME_OVERHEAD > self.frame_max {
+        let header = src[0] == FRAME_HEADER;
+        if header && size + FRAME_OVERHEAD > self.header_max.max(self.frame_max) {
+            if size < HEADER_BASE {
+                return Err(Error::Protocol("a content header too short".into()));
+            }
+            if src.len() < 7 + HEADER_BASE {
+                return Ok(None);
+            }
+            src.advance(1);
+            let channel = src.get_u16();
+            src.advance(4);
+            // The header's first 12 bytes, then its size.
+            let mut payload = BytesMut::from(&src.split_to(HEADER_BASE)[..]);
+            payload.put_u32(size as u32);
+            let payload = payload.freeze();
+            self.skipping = size - HEADER_BASE + 1;
+            return Ok(Some(Frame {
+                kind: FRAME_HEADER_TOO_LARGE,
+                channel,
+                payload,
+            }));
+        }
+        if !header && size + FRAME_OVERHEAD > self.frame_max {
             return Err(Error::Protocol(format!(
                 "the broker sent a frame of {size} bytes, over the negotiated {}",
                 self.frame_max
@@ -525,7 +578,7 @@ mod tests {
         let mut out = BytesMut::new();
         put_frame(&mut out, FRAME_BODY, 3, b"abc");
         put_heartbeat(&mut out);
-        let mut codec = FrameCodec { frame_max: 4096 };
+        let mut codec = FrameCodec::new(4096, 4096);
         let mut partial = out.split_to(5);
         assert!(codec.decode(&mut partial).expect("no error").is_none());
         partial.unsplit(out);
@@ -544,6 +597,39 @@ mod tests {
         assert!(codec.decode(&mut bad).is_err());
         let mut huge = BytesMut::from(&[1u8, 0, 1, 0xff, 0xff, 0xff, 0xff][..]);
         assert!(codec.decode(&mut huge).is_err());
+    }
+
+    #[test]
+    fn a_header_over_the_limit_is_skipped_and_the_stream_stays_in_step() {
+        let mut codec = FrameCodec::new(4096, 8192);
+        let mut out = BytesMut::new();
+        let mut header = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+        header.resize(20_000, 0xAA);
+        put_frame(&mut out, FRAME_HEADER, 5, &header);
+        put_frame(&mut out, FRAME_BODY, 5, b"abc");
+        // Fed in small pieces, as a socket would.
+        let mut src = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in out.chunks(1000) {
+            src.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut src).expect("in step") {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].kind, FRAME_HEADER_TOO_LARGE);
+        assert_eq!(frames[0].channel, 5);
+        assert_eq!(&frames[0].payload[..12], &header[..12]);
+        assert_eq!(&frames[0].payload[12..], &20_000u32.to_be_bytes());
+        assert_eq!(
+            (frames[1].kind, &frames[1].payload[..]),
+            (FRAME_BODY, &b"abc"[..])
+        );
+        // A header within the header limit but over frame_max is read whole.
+        let mut out = BytesMut::new();
+        put_frame(&mut out, FRAME_HEADER, 1, &header[..6000]);
+        let frame = codec.decode(&mut out).expect("ok").expect("a frame");
+        assert_eq!((frame.kind, frame.payload.len()), (FRAME_HEADER, 6000));
     }
 
     #[test]

@@ -61,7 +61,7 @@ mod types;
 pub use channel::{Channel, Confirmation, Consumer, Delivery, ExchangeKind, QueueOptions};
 pub use connection::Connection;
 pub use error::Error;
-pub use options::{ConnectOptions, DEFAULT_MAX_BODY, Limits};
+pub use options::{ConnectOptions, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, Limits};
 pub use properties::Properties;
 pub use types::{DEFAULT_MAX_TABLE_DEPTH, DecodeError, FieldTable, FieldValue, ShortString};
 
@@ -88,7 +88,7 @@ pub mod fuzz {
     /// Splits bytes into frames.
     pub fn frames(bytes: &[u8]) {
         use tokio_util::codec::Decoder;
-        let mut codec = crate::frame::FrameCodec { frame_max: 131_072 };
+        let mut codec = crate::frame::FrameCodec::new(131_072, 1 << 20);
         let mut buf = bytes::BytesMut::from(bytes);
         while let Ok(Some(_)) = codec.decode(&mut buf) {}
     }

@@ -19,13 +19,18 @@ pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
 pub struct Limits {
     max_body: u64,
     max_table_depth: usize,
+    max_header: usize,
 }
+
+/// The default limit on a received content header (properties and headers): 1 MiB.
+pub const DEFAULT_MAX_HEADER: usize = 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body: DEFAULT_MAX_BODY,
             max_table_depth: DEFAULT_MAX_TABLE_DEPTH,
+            max_header: DEFAULT_MAX_HEADER,
         }
     }
 }
@@ -42,6 +47,20 @@ impl Limits {
     pub fn max_table_depth(mut self, depth: usize) -> Self {
         self.max_table_depth = depth.max(1);
         self
+    }
+
+    /// The largest content header (properties and headers) accepted, in bytes (default
+    /// [`DEFAULT_MAX_HEADER`]). RabbitMQ sends a header as one frame whatever its size, so one
+    /// may exceed the negotiated frame size; a larger one is skipped as it arrives and its
+    /// message delivered as unreadable.
+    pub fn max_header(mut self, bytes: usize) -> Self {
+        self.max_header = bytes;
+        self
+    }
+
+    /// The header limit.
+    pub fn header(&self) -> usize {
+        self.max_header
     }
 
     /// The body limit.

@@ -226,3 +226,56 @@ async fn a_wrong_password_is_access_refused() {
         "{refused:?}"
     );
 }
+
+/// RabbitMQ sends a content header as one frame whatever the consumer's frame size: a header
+/// larger than our frame_max is read whole up to the header limit, skipped beyond it, and the
+/// connection stays in step either way.
+#[tokio::test]
+async fn headers_larger_than_a_frame_are_read_or_skipped_never_fatal() {
+    let small_frames = |limits: Limits| async move {
+        let options = ConnectOptions::from_url(&url())
+            .unwrap()
+            .frame_max(8192)
+            .limits(limits);
+        bounded("connecting", Connection::connect(options))
+            .await
+            .unwrap()
+    };
+    let publisher = connect(Limits::default()).await;
+    let publishing = publisher.open_channel().await.unwrap();
+    let mut headers = FieldTable::new();
+    headers.insert("big", FieldValue::text(&"x".repeat(50_000)));
+    let mut big = Properties::default();
+    big.headers = Some(headers);
+
+    for (limits, readable) in [
+        (Limits::default(), true),
+        (Limits::default().max_header(16 * 1024), false),
+    ] {
+        let consumer = small_frames(limits).await;
+        let (channel, name, mut deliveries) = queue(&consumer).await;
+        publishing
+            .basic_publish("", &name, false, &big, b"body")
+            .await
+            .unwrap();
+        publishing
+            .basic_publish("", &name, false, &Properties::default(), b"next")
+            .await
+            .unwrap();
+        let first = bounded("the big one", deliveries.next()).await.unwrap();
+        assert_eq!(first.properties.is_ok(), readable, "{:?}", first.properties);
+        if !readable {
+            assert!(matches!(
+                first.properties,
+                Err(DecodeError::TooLarge {
+                    what: "headers",
+                    ..
+                })
+            ));
+        }
+        let next = bounded("the next one", deliveries.next()).await.unwrap();
+        assert_eq!(&next.body[..], b"next");
+        channel.basic_ack(next.delivery_tag, true).await.unwrap();
+        assert!(!consumer.is_closed());
+    }
+}
