@@ -97,7 +97,7 @@ struct ChannelRef {
 impl Drop for ChannelRef {
     fn drop(&mut self) {
         let (reply, _) = oneshot::channel();
-        let _ = self.shared.commands.try_send(Command::Call {
+        self.shared.send_detached(Command::Call {
             channel: (self.id, self.generation),
             method: close_method(),
             consumer: None,
@@ -410,13 +410,7 @@ impl Channel {
                 requeue,
             },
         };
-        if let Err(mpsc::error::TrySendError::Full(command)) =
-            self.shared().commands.try_send(command)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let shared = self.inner.shared.clone();
-            runtime.spawn(async move { shared.send(command).await });
-        }
+        self.inner.shared.send_detached(command);
     }
 
     /// Closes the channel.
@@ -470,7 +464,7 @@ impl Stream for Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         // Waits for cancel-ok, so that deliveries already on their way are requeued.
-        let _ = self.channel.shared().commands.try_send(Command::Send {
+        self.channel.inner.shared.send_detached(Command::Send {
             channel: self.channel.key(),
             method: Method::BasicCancel {
                 tag: self.tag.clone(),

@@ -82,6 +82,18 @@ impl Shared {
             .map_err(|_| self.closed_error())
     }
 
+    /// Queues a command without waiting, for `Drop` implementations: at once if the queue has
+    /// room, else from a task on the current runtime (so it is not lost when the queue is
+    /// full), else not at all (the broker cleans up when the connection closes).
+    pub(crate) fn send_detached(self: &Arc<Self>, command: Command) {
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let shared = Arc::clone(self);
+            runtime.spawn(async move { shared.send(command).await });
+        }
+    }
+
     /// Waits for a reply the driver will send, or for the connection's end.
     pub(crate) async fn wait<T>(
         &self,
@@ -181,15 +193,18 @@ impl Connection {
                 frame_max,
                 heartbeat,
             }) => (channel_max, frame_max, heartbeat),
-            Ok(Method::ConnectionClose(close)) => {
+            // 403 ACCESS_REFUSED (the broker has `authentication_failure_close`); anything
+            // else, a socket that ends included, may pass and is retried by the caller.
+            Ok(Method::ConnectionClose(close)) if close.code == 403 => {
                 return Err(Error::AccessRefused(close.text.to_string_lossy()));
             }
-            Ok(_) => return Err(Error::Protocol("expected connection.tune".into())),
-            Err(Error::Io(_) | Error::ConnectionClosed { .. }) => {
-                return Err(Error::AccessRefused(
-                    "the broker closed the connection".into(),
-                ));
+            Ok(Method::ConnectionClose(close)) => {
+                return Err(Error::ConnectionClosed {
+                    code: close.code,
+                    text: close.text.to_string_lossy(),
+                });
             }
+            Ok(_) => return Err(Error::Protocol("expected connection.tune".into())),
             Err(error) => return Err(error),
         };
         let negotiate = |ours: u32, theirs: u32| match (ours, theirs) {
@@ -458,6 +473,11 @@ type Ending = Result<(), Error>;
 impl Driver {
     async fn run(mut self) -> Ending {
         let result = self.run_loop().await;
+        if !self.out.is_empty() {
+            // A close-ok owed to the broker (or anything else queued): sent if it can be, at
+            // once.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.flush_out()).await;
+        }
         let error = match &result {
             Ok(()) => Error::ConnectionClosed {
                 code: 200,
@@ -489,9 +509,7 @@ impl Driver {
         let mut commands_open = true;
         loop {
             if !self.out.is_empty() {
-                self.writer.write_all(&self.out).await?;
-                self.out.clear();
-                self.last_write = Instant::now();
+                self.flush_out().await?;
             }
             tokio::select! {
                 frame = self.reader.next() => {
@@ -525,6 +543,33 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Writes and flushes what is queued, within two heartbeat periods (30 s without
+    /// heartbeats): a peer that stops reading is a lost connection, not a hung driver.
+    async fn flush_out(&mut self) -> Ending {
+        let bound = if self.heartbeat.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            self.heartbeat * 2
+        };
+        let started = Instant::now();
+        let write = async {
+            self.writer.write_all(&self.out).await?;
+            // TLS may hold records back until flushed.
+            self.writer.flush().await
+        };
+        tokio::time::timeout(bound, write)
+            .await
+            .map_err(|_| Error::Timeout(bound))??;
+        self.out.clear();
+        self.last_write = Instant::now();
+        if started.elapsed() > self.heartbeat / 2 {
+            // Frames the broker sent meanwhile are still unread in the socket: a long write
+            // is not silence on its side.
+            self.last_read = Instant::now();
+        }
+        Ok(())
     }
 
     fn start_close(&mut self) {
@@ -685,7 +730,8 @@ impl Driver {
                     .map_err(|e| Error::Protocol(format!("unreadable content header: {e}")))?;
                 incoming.body_size = Some(header.body_size);
                 incoming.properties = header.properties;
-                if header.body_size > max_body {
+                let deliver = matches!(incoming.what, IncomingKind::Deliver { .. });
+                if deliver && header.body_size > max_body {
                     incoming.properties = Err(DecodeError::TooLarge {
                         what: "body",
                         size: header.body_size,
@@ -755,6 +801,10 @@ impl Driver {
 
     fn channel_method(&mut self, id: u16, method: Method) -> Result<(), Error> {
         let Some(state) = self.channels.get_mut(&id) else {
+            if method == Method::ChannelCloseOk {
+                // Both sides closed it at once; it is gone already.
+                return Ok(());
+            }
             return Err(Error::Protocol(format!(
                 "a method on channel {id}, not open"
             )));
@@ -809,7 +859,13 @@ impl Driver {
                 };
                 tracing::debug!(channel = id, %error, "the broker closed a channel");
                 state.fail(&error);
-                self.channels.remove(&id);
+                if state.closing {
+                    // We closed it too: its id stays taken until our close-ok arrives, so it
+                    // cannot be answered on a channel opened in between.
+                    state.waiters.push_back(Box::new(drop));
+                } else {
+                    self.channels.remove(&id);
+                }
                 put_method(&mut self.out, id, &Method::ChannelCloseOk)?;
             }
             Method::ChannelCloseOk => {
@@ -891,12 +947,14 @@ impl Driver {
                     properties: incoming.properties,
                     body: incoming.body.freeze(),
                 };
+                let mut gone = false;
                 let taken = match state.consumers.get(tag.as_bytes()) {
                     Some(consumer) => match consumer.deliveries.try_send(delivery) {
                         Ok(()) => true,
-                        Err(_) => {
-                            !consumer.no_ack && {
-                                // Its stream is gone or full: back to the queue for another.
+                        Err(full_or_gone) => {
+                            gone = matches!(full_or_gone, mpsc::error::TrySendError::Closed(_));
+                            if !consumer.no_ack {
+                                // Back to the queue for another consumer.
                                 let _ = put_method(
                                     &mut self.out,
                                     id,
@@ -905,12 +963,22 @@ impl Driver {
                                         requeue: true,
                                     },
                                 );
-                                false
                             }
+                            false
                         }
                     },
                     None => false,
                 };
+                if gone {
+                    // Its stream was dropped and its cancel lost: cancel it here, or the
+                    // broker would hand every requeued delivery straight back to it.
+                    state.consumers.remove(tag.as_bytes());
+                    let _ = put_method(
+                        &mut self.out,
+                        id,
+                        &Method::BasicCancel { tag, no_wait: true },
+                    );
+                }
                 if !taken && let Some(shared) = self.shared.upgrade() {
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }

@@ -63,7 +63,9 @@ pub use connection::Connection;
 pub use error::Error;
 pub use options::{ConnectOptions, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, Limits};
 pub use properties::Properties;
-pub use types::{DEFAULT_MAX_TABLE_DEPTH, DecodeError, FieldTable, FieldValue, ShortString};
+pub use types::{
+    DEFAULT_MAX_TABLE_DEPTH, DecodeError, FieldTable, FieldValue, MAX_TABLE_ENTRIES, ShortString,
+};
 
 /// Decoding entry points for fuzzing and property tests: they take any bytes and must never
 /// panic. Not part of the stable API.

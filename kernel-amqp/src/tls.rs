@@ -41,7 +41,18 @@ pub(crate) async fn wrap(
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(|e| {
+            // A certificate or protocol refusal is for good; a reset or an end of file
+            // during the handshake (a broker restarting) may pass.
+            let refused = e
+                .get_ref()
+                .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>());
+            if refused {
+                Error::Tls(e.to_string())
+            } else {
+                Error::from(e)
+            }
+        })?;
     Ok(Box::new(stream))
 }
 

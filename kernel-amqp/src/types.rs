@@ -14,6 +14,9 @@ use crate::Error;
 
 /// How deeply tables and arrays may nest in a received message before it is called malformed.
 pub const DEFAULT_MAX_TABLE_DEPTH: usize = 8;
+/// The most entries a received table or array may hold: a header of empty names and `void`
+/// values would otherwise decode into some 40 times its size in memory.
+pub const MAX_TABLE_ENTRIES: usize = 4096;
 
 /// An AMQP short string: at most 255 bytes, not necessarily UTF-8.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -261,6 +264,9 @@ impl Reader {
         let mut inner = Reader::new(self.bytes(n as usize, "field table")?, self.max_depth);
         let mut table = Vec::new();
         while inner.buf.has_remaining() {
+            if table.len() == MAX_TABLE_ENTRIES {
+                return Err(too_many());
+            }
             let name = inner.short_string()?;
             let value = inner.value(depth)?;
             table.push((name, value));
@@ -276,6 +282,9 @@ impl Reader {
         let mut inner = Reader::new(self.bytes(n as usize, "field array")?, self.max_depth);
         let mut values = Vec::new();
         while inner.buf.has_remaining() {
+            if values.len() == MAX_TABLE_ENTRIES {
+                return Err(too_many());
+            }
             values.push(inner.value(depth)?);
         }
         Ok(values)
@@ -302,6 +311,14 @@ impl Reader {
             b'V' => FieldValue::Void,
             other => return Err(DecodeError::UnknownFieldType(other)),
         })
+    }
+}
+
+fn too_many() -> DecodeError {
+    DecodeError::TooLarge {
+        what: "field table entries",
+        size: MAX_TABLE_ENTRIES as u64 + 1,
+        limit: MAX_TABLE_ENTRIES as u64,
     }
 }
 
@@ -508,6 +525,18 @@ mod tests {
         }
         let decoded = Reader::new(encode(&table), 8).table();
         assert_eq!(decoded, Err(DecodeError::TooDeep(8)));
+    }
+
+    #[test]
+    fn a_table_of_too_many_entries_is_an_error() {
+        let mut table = FieldTable::new();
+        for _ in 0..=MAX_TABLE_ENTRIES {
+            table.insert("", FieldValue::Void);
+        }
+        assert!(matches!(
+            Reader::new(encode(&table), 8).table(),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     #[test]
