@@ -307,6 +307,12 @@ async fn supervise(
                 .is_some_and(|owner| !owner.closed.load(Ordering::Acquire))
         };
         match open_with_retries(&options, &instance_queue, None, wanted).await {
+            Ok(session) if !wanted() => {
+                // Closed (or dropped) while the new session was being opened.
+                let _ = session.connection.close().await;
+                state.send_replace(State::Down(None));
+                return;
+            }
             Ok(session) => {
                 tracing::info!("AMQP connection recovered");
                 state.send_replace(State::Up(session));
