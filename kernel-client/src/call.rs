@@ -243,7 +243,15 @@ impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        // One span per call: what a handler or the client logs during it says which call.
+        let span = tracing::info_span!(
+            "call",
+            service = %self.service,
+            endpoint = %self.endpoint,
+            caller = %self.client.caller(),
+            trace_id = %self.options.trace_id,
+        );
+        Box::pin(tracing::Instrument::instrument(self.run(), span))
     }
 }
 

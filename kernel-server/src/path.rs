@@ -56,7 +56,18 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
         match inner.replies.arrive(&request) {
             Seen::First => {
                 let started = Instant::now();
-                let outcome = admit_and_dispatch(inner, &request).await;
+                // One span per request handled: what the handler logs says which request.
+                let span = tracing::info_span!(
+                    "request",
+                    service = %inner.name,
+                    endpoint = %clip(&request.endpoint),
+                    caller = %clip(&request.from),
+                    message_id = %clip(&request.message_id),
+                    trace_id = %clip(&request.trace_id),
+                );
+                let outcome =
+                    tracing::Instrument::instrument(admit_and_dispatch(inner, &request), span)
+                        .await;
                 // "Overloaded" says: try again (elsewhere). A retry must be judged afresh,
                 // not answered from the cache.
                 let shed = matches!(&outcome, Err(e) if e.kind() == Kind::Overloaded);
