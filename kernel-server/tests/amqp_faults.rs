@@ -14,7 +14,6 @@ use kernel_client::Client;
 use kernel_errors::{Error, Kind};
 use kernel_proto::examples::{HelloRequest, HelloResponse};
 use kernel_server::{Endpoint, Request, Service};
-use kernel_testkit::Proxy;
 use kernel_transport::{AmqpTransport, Destination, Envelope};
 use tokio::sync::Notify;
 
@@ -22,19 +21,6 @@ use tokio::sync::Notify;
 const DEADLINE: Duration = Duration::from_secs(8);
 /// Room for the runtime beyond a deadline before a test calls it a hang.
 const MARGIN: Duration = Duration::from_secs(2);
-
-/// The broker's URL, and a proxy in front of it with the URL that goes through the proxy.
-async fn proxied_broker() -> (String, Proxy, String) {
-    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
-    let authority = url
-        .split_once("@")
-        .map(|(_, rest)| rest)
-        .and_then(|rest| rest.split('/').next())
-        .expect("amqp://user:password@host:port/vhost");
-    let proxy = Proxy::start(authority).await;
-    let through_proxy = url.replacen(authority, &proxy.address(), 1);
-    (url, proxy, through_proxy)
-}
 
 async fn client_on(url: &str) -> Client {
     let transport = AmqpTransport::connect(url).await.unwrap();
@@ -80,7 +66,7 @@ fn hello(name: &str) -> HelloRequest {
 /// its deadline, and once the client has reconnected, calls succeed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_connection_drops_mid_call_ends_it_in_time_and_recovers() {
-    let (direct, proxy, proxied) = proxied_broker().await;
+    let (direct, proxy, proxied) = support::proxied_broker().await;
     let name = support::unique("faults.client");
     let started = Arc::new(Notify::new());
     let count = Arc::new(AtomicUsize::new(0));
@@ -132,7 +118,7 @@ async fn a_client_whose_connection_drops_mid_call_ends_it_in_time_and_recovers()
 /// deadline instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_client_fails_its_call_by_the_deadline() {
-    let (direct, proxy, proxied) = proxied_broker().await;
+    let (direct, proxy, proxied) = support::proxied_broker().await;
     let name = support::unique("faults.partition");
     let server_side = client_on(&direct).await;
     let service = slow_greeter(
@@ -170,7 +156,7 @@ async fn a_partitioned_client_fails_its_call_by_the_deadline() {
 /// The service's connection drops: it reconnects and serves again, without being restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_whose_connection_drops_serves_again() {
-    let (direct, proxy, proxied) = proxied_broker().await;
+    let (direct, proxy, proxied) = support::proxied_broker().await;
     let name = support::unique("faults.service");
     let count = Arc::new(AtomicUsize::new(0));
     let server_side = client_on(&proxied).await;

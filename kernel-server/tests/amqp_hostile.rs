@@ -46,14 +46,7 @@ struct Target {
 }
 
 async fn target() -> Target {
-    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
-    let authority = url
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .expect("amqp://user:password@host:port/vhost")
-        .to_owned();
-    let proxy = Proxy::start(&authority).await;
-    let proxied = url.replacen(&authority, &proxy.address(), 1);
+    let (url, proxy, proxied) = support::proxied_broker().await;
     let limits = AmqpLimits::default().max_body(MAX_BODY);
     let service_transport = AmqpTransport::connect_with(&proxied, limits).await.unwrap();
     let name = support::unique("hostile");

@@ -15,7 +15,6 @@ use std::time::Duration;
 use kernel_client::Client;
 use kernel_errors::Kind;
 use kernel_proto::examples::HelloResponse;
-use kernel_testkit::Proxy;
 use kernel_transport::AmqpTransport;
 use tokio::time::Instant;
 
@@ -30,14 +29,7 @@ const BACK_WITHIN: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_outage_under_load_ends_every_call_in_time_and_service_resumes() {
-    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
-    let authority = url
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap()
-        .to_owned();
-    let proxy = Proxy::start(&authority).await;
-    let proxied = url.replacen(&authority, &proxy.address(), 1);
+    let (_, proxy, proxied) = support::proxied_broker().await;
 
     let name = support::unique("outage");
     let server_side = Client::new(AmqpTransport::connect(&proxied).await.unwrap());

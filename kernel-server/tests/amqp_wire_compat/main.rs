@@ -15,41 +15,22 @@ mod support;
 mod fixture;
 mod old_peer;
 
-use std::sync::Arc;
-
 use futures_util::StreamExt;
 use kernel_client::Client;
 use kernel_errors::{Error, Kind};
 use kernel_proto::examples::{Greeted, HelloRequest, HelloResponse};
 use kernel_proto::platform::PlatformError;
-use kernel_transport::{
-    AmqpTransport, ContentType, Destination, Envelope, MessageType, Source, Transport, codec,
-};
+use kernel_transport::{ContentType, Destination, Envelope, MessageType, Source, Transport, codec};
 use lapin::options::BasicPublishOptions;
 use lapin::types::AMQPValue;
 use support::Harness as _;
+use support::amqp;
 use tokio::sync::mpsc;
 
 use fixture::{Shape, fixture, header, property};
 use old_peer::{OldPeer, answer, next};
 
 // ---- an old client and a new server ------------------------------------------------------------
-
-/// Each "process" is its own AMQP connection.
-struct Amqp(String);
-
-impl support::Harness for Amqp {
-    async fn connect(&self) -> Arc<dyn Transport> {
-        let transport = support::bounded("an AMQP connection", AmqpTransport::connect(&self.0))
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.0));
-        Arc::new(transport)
-    }
-}
-
-fn amqp() -> Amqp {
-    Amqp(kernel_testkit::engine_address("KERNEL_AMQP_URL"))
-}
 
 /// A kernel greeter (`support::greeter`) serving on RabbitMQ, and an old peer.
 async fn new_greeter_and_old_client() -> (String, support::Running, OldPeer) {

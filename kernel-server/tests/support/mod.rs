@@ -35,6 +35,39 @@ impl Harness for InProcess {
     }
 }
 
+/// Each "process" is its own AMQP connection to the real RabbitMQ (`KERNEL_AMQP_URL`).
+pub struct Amqp(pub String);
+
+impl Harness for Amqp {
+    async fn connect(&self) -> Arc<dyn Transport> {
+        let transport = bounded(
+            "an AMQP connection",
+            kernel_transport::AmqpTransport::connect(&self.0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.0));
+        Arc::new(transport)
+    }
+}
+
+/// The harness on the broker `cargo xtask services up` started.
+pub fn amqp() -> Amqp {
+    Amqp(kernel_testkit::engine_address("KERNEL_AMQP_URL"))
+}
+
+/// The broker's URL, a loopback proxy in front of it, and the URL that goes through the proxy.
+pub async fn proxied_broker() -> (String, kernel_testkit::Proxy, String) {
+    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
+    let authority = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("amqp://user:password@host:port/vhost")
+        .to_owned();
+    let proxy = kernel_testkit::Proxy::start(&authority).await;
+    let through_proxy = url.replacen(&authority, &proxy.address(), 1);
+    (url, proxy, through_proxy)
+}
+
 /// A running service; stops when dropped or on `stop()`.
 pub struct Running {
     stop: Option<oneshot::Sender<()>>,
