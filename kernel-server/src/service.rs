@@ -147,13 +147,10 @@ impl Service {
         let transport = inner.client.transport();
         // Each source yields its deliveries, then one `Ended` when its consumer stops: while
         // the service runs, that means the transport gave up (or the broker cancelled it).
-        let work = transport
-            .consume(Source::Service {
-                name: &inner.name,
-                capacity: prefetch(inner.capacity),
-            })
-            .await?;
-        let mut sources = vec![tagged(work, None)];
+        // Subscriptions first: once the work queue routes requests (what callers and a ping
+        // can see), every subscription is bound too, and no publication sent after that point
+        // is missed.
+        let mut sources = Vec::new();
         for endpoint in inner.endpoints.values() {
             if let Some(topic) = &endpoint.subscribe {
                 let source = Source::Subscription {
@@ -165,6 +162,13 @@ impl Service {
                 sources.push(tagged(deliveries, Some(endpoint.name.clone())));
             }
         }
+        let work = transport
+            .consume(Source::Service {
+                name: &inner.name,
+                capacity: prefetch(inner.capacity),
+            })
+            .await?;
+        sources.push(tagged(work, None));
         let mut events = stream::select_all(sources);
         tracing::info!(service = %inner.name, "serving");
 
