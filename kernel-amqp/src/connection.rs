@@ -699,12 +699,8 @@ impl Driver {
                 }
             }
             FRAME_HEADER_TOO_LARGE => {
-                let incoming = self
-                    .channels
-                    .get_mut(&frame.channel)
-                    .and_then(|c| c.incoming.as_mut())
-                    .filter(|i| i.body_size.is_none())
-                    .ok_or_else(|| Error::Protocol("a content header out of place".into()))?;
+                let limit = self.limits.header() as u64;
+                let incoming = self.awaiting_header(frame.channel)?;
                 let mut base = frame.payload;
                 base.advance(4);
                 let body_size = base.get_u64();
@@ -713,19 +709,14 @@ impl Driver {
                 incoming.properties = Err(DecodeError::TooLarge {
                     what: "headers",
                     size: u64::from(header_size),
-                    limit: self.limits.header() as u64,
+                    limit,
                 });
                 self.maybe_complete(frame.channel);
                 Ok(false)
             }
             FRAME_HEADER => {
                 let max_body = self.limits.body();
-                let incoming = self
-                    .channels
-                    .get_mut(&frame.channel)
-                    .and_then(|c| c.incoming.as_mut())
-                    .filter(|i| i.body_size.is_none())
-                    .ok_or_else(|| Error::Protocol("a content header out of place".into()))?;
+                let incoming = self.awaiting_header(frame.channel)?;
                 let header = decode_header(frame.payload, depth)
                     .map_err(|e| Error::Protocol(format!("unreadable content header: {e}")))?;
                 incoming.body_size = Some(header.body_size);
@@ -764,6 +755,15 @@ impl Driver {
             }
             other => Err(Error::Protocol(format!("unknown frame type {other}"))),
         }
+    }
+
+    /// The message on `channel` whose content header comes next.
+    fn awaiting_header(&mut self, channel: u16) -> Result<&mut Incoming, Error> {
+        self.channels
+            .get_mut(&channel)
+            .and_then(|c| c.incoming.as_mut())
+            .filter(|i| i.body_size.is_none())
+            .ok_or_else(|| Error::Protocol("a content header out of place".into()))
     }
 
     fn connection_method(&mut self, method: Method) -> Result<bool, Error> {
