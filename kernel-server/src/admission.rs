@@ -132,10 +132,14 @@ impl Admission {
     }
 
     /// A slot for `caller`, waiting at most `wait`; `None` if none came in time.
-    pub(crate) async fn admit(self: &Arc<Self>, caller: &str, wait: Duration) -> Option<Permit> {
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        caller: Arc<str>,
+        wait: Duration,
+    ) -> Option<Permit> {
         let (ticket, granted) = {
             let mut state = self.lock();
-            let key: Arc<str> = Arc::from(caller);
+            let key = Arc::clone(&caller);
             if state.running < self.capacity {
                 state.running += 1;
                 state.callers.entry(key.clone()).or_default().running += 1;
@@ -160,25 +164,22 @@ impl Admission {
         };
         let mut granted = granted;
         if tokio::time::timeout(wait, &mut granted).await.is_ok() {
-            return Some(self.permit(Arc::from(caller)));
+            return Some(self.permit(caller));
         }
         // Timed out: leave the queue, unless a slot was granted meanwhile (under the lock,
         // so it is in the channel by now).
         let mut state = self.lock();
-        if let Some(entry) = state.callers.get_mut(caller)
+        if let Some(entry) = state.callers.get_mut(&*caller)
             && let Some(at) = entry.waiting.iter().position(|(t, _)| *t == ticket)
         {
             entry.waiting.remove(at);
             if entry.running == 0 && entry.waiting.is_empty() {
-                state.callers.remove(caller);
+                state.callers.remove(&*caller);
             }
             return None;
         }
         drop(state);
-        granted
-            .try_recv()
-            .ok()
-            .map(|()| self.permit(Arc::from(caller)))
+        granted.try_recv().ok().map(|()| self.permit(caller))
     }
 
     fn permit(self: &Arc<Self>, caller: Arc<str>) -> Permit {
@@ -261,7 +262,8 @@ mod tests {
     async fn a_caller_alone_uses_the_whole_capacity() {
         let admission = Admission::new(3);
         let permits: Vec<_> =
-            futures_util::future::join_all((0..3).map(|_| admission.admit("flood", WAIT))).await;
+            futures_util::future::join_all((0..3).map(|_| admission.admit("flood".into(), WAIT)))
+                .await;
         assert!(permits.iter().all(Option::is_some));
         assert_eq!(admission.running(), 3);
         assert_eq!(admission.slots_left("flood"), 0);
@@ -273,9 +275,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_service_answers_overloaded_after_the_wait() {
         let admission = Admission::new(1);
-        let _held = admission.admit("a", WAIT).await.expect("room");
+        let _held = admission.admit("a".into(), WAIT).await.expect("room");
         let started = tokio::time::Instant::now();
-        assert!(admission.admit("a", WAIT).await.is_none());
+        assert!(admission.admit("a".into(), WAIT).await.is_none());
         assert_eq!(started.elapsed(), WAIT);
         assert_eq!(admission.tracked(), 1, "the waiter left the queue");
     }
@@ -283,17 +285,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_freed_slot_goes_to_the_caller_holding_fewest() {
         let admission = Admission::new(2);
-        let flood_1 = admission.admit("flood", WAIT).await.expect("room");
-        let flood_2 = admission.admit("flood", WAIT).await.expect("room");
+        let flood_1 = admission.admit("flood".into(), WAIT).await.expect("room");
+        let flood_2 = admission.admit("flood".into(), WAIT).await.expect("room");
         // The flood queues first, the trickle after: the trickle still gets the next slot.
         let queued_flood = tokio::spawn({
             let admission = Arc::clone(&admission);
-            async move { admission.admit("flood", Duration::from_secs(1)).await }
+            async move {
+                admission
+                    .admit("flood".into(), Duration::from_secs(1))
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         let trickle = tokio::spawn({
             let admission = Arc::clone(&admission);
-            async move { admission.admit("trickle", Duration::from_secs(1)).await }
+            async move {
+                admission
+                    .admit("trickle".into(), Duration::from_secs(1))
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         drop(flood_1);
@@ -313,17 +323,25 @@ mod tests {
     async fn among_equals_the_caller_served_least_recently_goes_first() {
         let admission = Admission::new(1);
         // `quiet` was served once, long ago; then `busy` took the slot.
-        drop(admission.admit("quiet", WAIT).await.expect("room"));
-        let held = admission.admit("busy", WAIT).await.expect("room");
+        drop(admission.admit("quiet".into(), WAIT).await.expect("room"));
+        let held = admission.admit("busy".into(), WAIT).await.expect("room");
         // `busy` queues first, `quiet` after; both hold no slot when it frees.
         let busy = tokio::spawn({
             let admission = Arc::clone(&admission);
-            async move { admission.admit("busy-too", Duration::from_secs(1)).await }
+            async move {
+                admission
+                    .admit("busy-too".into(), Duration::from_secs(1))
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         let quiet = tokio::spawn({
             let admission = Arc::clone(&admission);
-            async move { admission.admit("quiet", Duration::from_secs(1)).await }
+            async move {
+                admission
+                    .admit("quiet".into(), Duration::from_secs(1))
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         drop(held);
@@ -351,10 +369,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn spoofed_callers_leave_no_trace() {
         let admission = Admission::new(1);
-        let held = admission.admit("real", WAIT).await.expect("room");
+        let held = admission.admit("real".into(), WAIT).await.expect("room");
         let spoofed = futures_util::future::join_all((0..1000).map(|n| {
             let admission = Arc::clone(&admission);
-            async move { admission.admit(&format!("spoof-{n}"), WAIT).await }
+            async move { admission.admit(format!("spoof-{n}").into(), WAIT).await }
         }))
         .await;
         assert!(spoofed.iter().all(Option::is_none));

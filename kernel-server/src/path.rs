@@ -136,7 +136,11 @@ async fn admit_and_dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::
     // the same bounded set names the metrics and shares out the capacity, so a flood that
     // rotates through invented `from` values competes as one caller.
     let caller = inner.caller_metrics.name(&request.from);
-    let Some(_slot) = inner.admission.admit(&caller, mean.min(left)).await else {
+    let Some(_slot) = inner
+        .admission
+        .admit(Arc::clone(&caller), mean.min(left))
+        .await
+    else {
         inst.gauge(
             &format!("server.tokens.{caller}"),
             inner.admission.slots_left(&caller) as f64,
