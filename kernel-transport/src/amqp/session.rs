@@ -120,8 +120,7 @@ impl Shared {
             State::Recovering => Err(TransportError::ConnectionLost(
                 "reconnecting to the broker".into(),
             )),
-            State::Down(Some(reason)) => Err(TransportError::ConnectionLost(reason.clone().into())),
-            State::Down(None) => Err(TransportError::Closed),
+            State::Down(reason) => Err(down(reason)),
         }
     }
 
@@ -155,8 +154,9 @@ impl Shared {
             .map_err(|_| TransportError::Closed)?;
         match &*state {
             State::Up(session) => Ok(session.clone()),
-            State::Down(Some(reason)) => Err(TransportError::ConnectionLost(reason.clone().into())),
-            State::Down(None) | State::Recovering => Err(TransportError::Closed),
+            State::Down(reason) => Err(down(reason)),
+            // `wait_for` returns only a state it accepted.
+            State::Recovering => Err(TransportError::Closed),
         }
     }
 
@@ -174,6 +174,14 @@ impl Shared {
             State::Up(session) => session.connection.close().await.map_err(transport_error),
             State::Recovering | State::Down(_) => Ok(()),
         }
+    }
+}
+
+/// The error for a transport that is down: closed by its owner (`None`), or given up.
+fn down(reason: &Option<String>) -> TransportError {
+    match reason {
+        None => TransportError::Closed,
+        Some(reason) => TransportError::ConnectionLost(reason.clone().into()),
     }
 }
 
