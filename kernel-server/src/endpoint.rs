@@ -45,6 +45,8 @@ pub struct Endpoint {
     pub(crate) mean_time: Duration,
     pub(crate) upper95: Duration,
     pub(crate) subscribe: Option<String>,
+    pub(crate) request_type: String,
+    pub(crate) response_type: String,
 }
 
 impl Endpoint {
@@ -61,6 +63,8 @@ impl Endpoint {
             mean_time: DEFAULT_MEAN_TIME,
             upper95: DEFAULT_UPPER95,
             subscribe: None,
+            request_type: <Req as prost::Name>::full_name(),
+            response_type: <Rsp as prost::Name>::full_name(),
         }
     }
 
@@ -139,6 +143,16 @@ impl Endpoint {
     pub fn subscription(&self) -> Option<&str> {
         self.subscribe.as_deref()
     }
+
+    /// The full protobuf name of the request message (e.g. `kernel.examples.v1.HelloRequest`).
+    pub fn request_type(&self) -> &str {
+        &self.request_type
+    }
+
+    /// The full protobuf name of the response message.
+    pub fn response_type(&self) -> &str {
+        &self.response_type
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -148,6 +162,8 @@ impl fmt::Debug for Endpoint {
             .field("mean_time", &self.mean_time)
             .field("upper95", &self.upper95)
             .field("subscribe", &self.subscribe)
+            .field("request_type", &self.request_type)
+            .field("response_type", &self.response_type)
             .finish_non_exhaustive()
     }
 }

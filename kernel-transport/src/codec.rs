@@ -4,17 +4,27 @@ use bytes::Bytes;
 
 use crate::ContentType;
 
-/// A message the platform can carry: a prost message that also has the standard protobuf JSON
-/// mapping through serde (as pbjson generates; see `kernel-proto`).
+/// A message the platform can carry: a prost message that knows its protobuf name
+/// ([`prost::Name`], which prost-build's `enable_type_names` generates) and has the standard
+/// protobuf JSON mapping through serde (as pbjson generates; see `kernel-proto`). The name is
+/// what `jsonschema` and discovery announcements report for an endpoint's messages.
 ///
 /// Implemented for every type that has those traits; there is nothing to implement by hand.
 pub trait Message:
-    prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+    prost::Message
+    + prost::Name
+    + Default
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Message for T where
     T: prost::Message
+        + prost::Name
         + Default
         + serde::Serialize
         + serde::de::DeserializeOwned

@@ -71,6 +71,9 @@ fn generate(root: &Path, proto_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> 
     }
     fs::create_dir_all(&scratch)?;
     prost_build::Config::new()
+        // `prost::Name` on every message: endpoints record their message types by proto name,
+        // which `jsonschema` and the discovery announcements report.
+        .enable_type_names()
         .out_dir(&scratch)
         .compile_fds(descriptors)?;
     pbjson_build::Builder::new()

@@ -8,6 +8,16 @@ pub struct HelloRequest {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
 }
+impl ::prost::Name for HelloRequest {
+    const NAME: &'static str = "HelloRequest";
+    const PACKAGE: &'static str = "kernel.examples.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.examples.v1.HelloRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.examples.v1.HelloRequest".into()
+    }
+}
 /// A greeting.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HelloResponse {
@@ -18,6 +28,16 @@ pub struct HelloResponse {
     #[prost(string, tag = "2")]
     pub served_by: ::prost::alloc::string::String,
 }
+impl ::prost::Name for HelloResponse {
+    const NAME: &'static str = "HelloResponse";
+    const PACKAGE: &'static str = "kernel.examples.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.examples.v1.HelloResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.examples.v1.HelloResponse".into()
+    }
+}
 /// Published after each greeting.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Greeted {
@@ -27,4 +47,14 @@ pub struct Greeted {
     /// How many greetings the publisher has given so far.
     #[prost(int64, tag = "2")]
     pub count: i64,
+}
+impl ::prost::Name for Greeted {
+    const NAME: &'static str = "Greeted";
+    const PACKAGE: &'static str = "kernel.examples.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.examples.v1.Greeted".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.examples.v1.Greeted".into()
+    }
 }

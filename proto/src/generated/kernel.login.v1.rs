@@ -29,6 +29,16 @@ pub struct AuthRequest {
         ::prost::alloc::string::String,
     >,
 }
+impl ::prost::Name for AuthRequest {
+    const NAME: &'static str = "AuthRequest";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.AuthRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.AuthRequest".into()
+    }
+}
 /// A new session.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuthResponse {
@@ -38,6 +48,16 @@ pub struct AuthResponse {
     /// The signed session token (see docs/auth.md for its format).
     #[prost(string, tag = "2")]
     pub token: ::prost::alloc::string::String,
+}
+impl ::prost::Name for AuthResponse {
+    const NAME: &'static str = "AuthResponse";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.AuthResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.AuthResponse".into()
+    }
 }
 /// Looks a session up by id (endpoint `readsession`).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -49,6 +69,16 @@ pub struct ReadSessionRequest {
     #[prost(bool, tag = "2")]
     pub no_renew: bool,
 }
+impl ::prost::Name for ReadSessionRequest {
+    const NAME: &'static str = "ReadSessionRequest";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.ReadSessionRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.ReadSessionRequest".into()
+    }
+}
 /// An existing session.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReadSessionResponse {
@@ -59,6 +89,16 @@ pub struct ReadSessionResponse {
     #[prost(string, tag = "2")]
     pub token: ::prost::alloc::string::String,
 }
+impl ::prost::Name for ReadSessionResponse {
+    const NAME: &'static str = "ReadSessionResponse";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.ReadSessionResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.ReadSessionResponse".into()
+    }
+}
 /// Ends a session (endpoint `deletesession`).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteSessionRequest {
@@ -66,6 +106,26 @@ pub struct DeleteSessionRequest {
     #[prost(string, tag = "1")]
     pub session_id: ::prost::alloc::string::String,
 }
+impl ::prost::Name for DeleteSessionRequest {
+    const NAME: &'static str = "DeleteSessionRequest";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.DeleteSessionRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.DeleteSessionRequest".into()
+    }
+}
 /// The session is gone.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteSessionResponse {}
+impl ::prost::Name for DeleteSessionResponse {
+    const NAME: &'static str = "DeleteSessionResponse";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.DeleteSessionResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.DeleteSessionResponse".into()
+    }
+}

@@ -94,9 +94,34 @@ pub mod platform_error {
         }
     }
 }
+impl ::prost::Name for PlatformError {
+    const NAME: &'static str = "PlatformError";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.PlatformError".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.PlatformError".into()
+    }
+}
 /// Asks a service instance for the latest result of each of its health checks.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct HealthRequest {}
+pub struct HealthRequest {
+    /// Run every check now and answer the fresh samples (each check runs at most once a second
+    /// whoever asks, and no longer than its timeout), instead of the latest ones.
+    #[prost(bool, tag = "1")]
+    pub run_now: bool,
+}
+impl ::prost::Name for HealthRequest {
+    const NAME: &'static str = "HealthRequest";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.HealthRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.HealthRequest".into()
+    }
+}
 /// The latest result of each health check of one instance.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct HealthResponse {
@@ -106,12 +131,22 @@ pub struct HealthResponse {
     /// The instance that answered.
     #[prost(string, tag = "2")]
     pub instance_id: ::prost::alloc::string::String,
-    /// True when every check is healthy.
+    /// True when no check is unhealthy (a check that has not run yet does not count).
     #[prost(bool, tag = "3")]
     pub healthy: bool,
     /// One entry per registered check.
     #[prost(message, repeated, tag = "4")]
     pub checks: ::prost::alloc::vec::Vec<HealthCheck>,
+}
+impl ::prost::Name for HealthResponse {
+    const NAME: &'static str = "HealthResponse";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.HealthResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.HealthResponse".into()
+    }
 }
 /// The latest sample of one health check.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -137,6 +172,16 @@ pub struct HealthCheck {
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+}
+impl ::prost::Name for HealthCheck {
+    const NAME: &'static str = "HealthCheck";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.HealthCheck".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.HealthCheck".into()
+    }
 }
 /// The outcome of a health check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -215,6 +260,16 @@ pub struct JsonSchemaRequest {
     #[prost(string, tag = "1")]
     pub endpoint: ::prost::alloc::string::String,
 }
+impl ::prost::Name for JsonSchemaRequest {
+    const NAME: &'static str = "JsonSchemaRequest";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.JsonSchemaRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.JsonSchemaRequest".into()
+    }
+}
 /// JSON Schemas of the protobuf JSON mapping of endpoint messages.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JsonSchemaResponse {
@@ -222,9 +277,29 @@ pub struct JsonSchemaResponse {
     #[prost(string, tag = "1")]
     pub jsonschema: ::prost::alloc::string::String,
 }
+impl ::prost::Name for JsonSchemaResponse {
+    const NAME: &'static str = "JsonSchemaResponse";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.JsonSchemaResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.JsonSchemaResponse".into()
+    }
+}
 /// Asks a service instance for the configuration it runs with.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LoadedConfigRequest {}
+impl ::prost::Name for LoadedConfigRequest {
+    const NAME: &'static str = "LoadedConfigRequest";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.LoadedConfigRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.LoadedConfigRequest".into()
+    }
+}
 /// The configuration an instance runs with.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LoadedConfigResponse {
@@ -232,9 +307,179 @@ pub struct LoadedConfigResponse {
     #[prost(string, tag = "1")]
     pub config: ::prost::alloc::string::String,
 }
+impl ::prost::Name for LoadedConfigResponse {
+    const NAME: &'static str = "LoadedConfigResponse";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.LoadedConfigResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.LoadedConfigResponse".into()
+    }
+}
+/// An instance saying it is up (or going), with what it serves. Published on
+/// `kernel.monitor.discovery` when the instance starts, every announcement interval while it
+/// runs, and when it stops.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Announcement {
+    /// Why the announcement was sent.
+    #[prost(enumeration = "AnnouncementEvent", tag = "1")]
+    pub event: i32,
+    /// The instance: unique per process and service.
+    #[prost(string, tag = "2")]
+    pub instance_id: ::prost::alloc::string::String,
+    /// The service's name.
+    #[prost(string, tag = "3")]
+    pub service_name: ::prost::alloc::string::String,
+    /// The service's version.
+    #[prost(string, tag = "4")]
+    pub service_version: ::prost::alloc::string::String,
+    /// The service's one-line description.
+    #[prost(string, tag = "5")]
+    pub description: ::prost::alloc::string::String,
+    /// The host the instance runs on.
+    #[prost(string, tag = "6")]
+    pub hostname: ::prost::alloc::string::String,
+    /// The queue the instance's replies arrive on.
+    #[prost(string, tag = "7")]
+    pub instance_queue: ::prost::alloc::string::String,
+    /// Every endpoint the instance serves, the default ones included.
+    #[prost(message, repeated, tag = "8")]
+    pub endpoints: ::prost::alloc::vec::Vec<EndpointInfo>,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    #[prost(int64, tag = "9")]
+    pub timestamp_unix_ms: i64,
+    /// How often the instance announces itself, in milliseconds: a registry that hears nothing
+    /// for a few intervals drops it.
+    #[prost(uint64, tag = "10")]
+    pub interval_ms: u64,
+    /// When the instance started, in milliseconds since the Unix epoch.
+    #[prost(int64, tag = "11")]
+    pub started_unix_ms: i64,
+}
+impl ::prost::Name for Announcement {
+    const NAME: &'static str = "Announcement";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.Announcement".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.Announcement".into()
+    }
+}
+/// One endpoint as an announcement describes it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EndpointInfo {
+    /// The endpoint's name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Its declared mean latency, in milliseconds.
+    #[prost(double, tag = "2")]
+    pub mean_ms: f64,
+    /// Its declared 95th-percentile latency, in milliseconds: callers size attempt timeouts
+    /// from it.
+    #[prost(double, tag = "3")]
+    pub upper95_ms: f64,
+    /// The topic it subscribes to; empty if none.
+    #[prost(string, tag = "4")]
+    pub subscribe: ::prost::alloc::string::String,
+    /// The full protobuf name of its request message.
+    #[prost(string, tag = "5")]
+    pub request_type: ::prost::alloc::string::String,
+    /// The full protobuf name of its response message.
+    #[prost(string, tag = "6")]
+    pub response_type: ::prost::alloc::string::String,
+}
+impl ::prost::Name for EndpointInfo {
+    const NAME: &'static str = "EndpointInfo";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.EndpointInfo".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.EndpointInfo".into()
+    }
+}
+/// One health-check sample of one instance, published on `kernel.monitor.healthcheck` each
+/// time the check runs.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HealthCheckEvent {
+    /// The service's name.
+    #[prost(string, tag = "1")]
+    pub service_name: ::prost::alloc::string::String,
+    /// The service's version.
+    #[prost(string, tag = "2")]
+    pub service_version: ::prost::alloc::string::String,
+    /// The instance that ran the check.
+    #[prost(string, tag = "3")]
+    pub instance_id: ::prost::alloc::string::String,
+    /// The host the instance runs on.
+    #[prost(string, tag = "4")]
+    pub hostname: ::prost::alloc::string::String,
+    /// The sample.
+    #[prost(message, optional, tag = "5")]
+    pub check: ::core::option::Option<HealthCheck>,
+}
+impl ::prost::Name for HealthCheckEvent {
+    const NAME: &'static str = "HealthCheckEvent";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.HealthCheckEvent".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.HealthCheckEvent".into()
+    }
+}
+/// Why an announcement was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AnnouncementEvent {
+    /// Not set.
+    Unspecified = 0,
+    /// The instance has started serving.
+    Started = 1,
+    /// The instance is still serving.
+    Running = 2,
+    /// The instance is stopping: forget it.
+    Stopped = 3,
+}
+impl AnnouncementEvent {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "ANNOUNCEMENT_EVENT_UNSPECIFIED",
+            Self::Started => "STARTED",
+            Self::Running => "RUNNING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ANNOUNCEMENT_EVENT_UNSPECIFIED" => Some(Self::Unspecified),
+            "STARTED" => Some(Self::Started),
+            "RUNNING" => Some(Self::Running),
+            "STOPPED" => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+}
 /// Asks a service instance for its counters and latencies since it started.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct StatsRequest {}
+impl ::prost::Name for StatsRequest {
+    const NAME: &'static str = "StatsRequest";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.StatsRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.StatsRequest".into()
+    }
+}
 /// One instance's counters and latencies.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct StatsResponse {
@@ -256,6 +501,23 @@ pub struct StatsResponse {
     /// Error replies by error code, across all endpoints.
     #[prost(map = "string, uint64", tag = "6")]
     pub error_counts: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
+    /// `RUNNING` when asked; on `kernel.monitor.stats`: `STARTED`, `RUNNING` (every stats
+    /// interval) or `STOPPED`.
+    #[prost(string, tag = "7")]
+    pub status: ::prost::alloc::string::String,
+    /// The host the instance runs on.
+    #[prost(string, tag = "8")]
+    pub hostname: ::prost::alloc::string::String,
+}
+impl ::prost::Name for StatsResponse {
+    const NAME: &'static str = "StatsResponse";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.StatsResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.StatsResponse".into()
+    }
 }
 /// Counters and latencies of one endpoint.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -276,6 +538,16 @@ pub struct EndpointStats {
     #[prost(message, optional, tag = "5")]
     pub sla: ::core::option::Option<Latency>,
 }
+impl ::prost::Name for EndpointStats {
+    const NAME: &'static str = "EndpointStats";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.EndpointStats".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.EndpointStats".into()
+    }
+}
 /// A latency summary in milliseconds.
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct Latency {
@@ -288,4 +560,14 @@ pub struct Latency {
     /// The 99th percentile.
     #[prost(double, tag = "3")]
     pub p99_ms: f64,
+}
+impl ::prost::Name for Latency {
+    const NAME: &'static str = "Latency";
+    const PACKAGE: &'static str = "kernel.platform.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.platform.v1.Latency".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.platform.v1.Latency".into()
+    }
 }
