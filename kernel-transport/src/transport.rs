@@ -54,6 +54,16 @@ pub trait Transport: Send + Sync + 'static {
 
     /// This process's instance queue: where replies and heartbeats for it arrive.
     fn instance_queue(&self) -> &str;
+
+    /// Whether the transport can send now: the broker-connection health check. The default
+    /// (for transports without a connection) is always `Ok`.
+    ///
+    /// # Errors
+    /// Why it cannot: [`TransportError::ConnectionLost`] while reconnecting or blocked by the
+    /// broker, [`TransportError::Closed`] once closed.
+    fn status(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -72,6 +82,10 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
 
     fn instance_queue(&self) -> &str {
         (**self).instance_queue()
+    }
+
+    fn status(&self) -> Result<(), TransportError> {
+        (**self).status()
     }
 }
 

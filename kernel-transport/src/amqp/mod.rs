@@ -305,6 +305,11 @@ impl Transport for AmqpTransport {
     fn instance_queue(&self) -> &str {
         &self.shared.instance_queue
     }
+
+    fn status(&self) -> Result<(), TransportError> {
+        self.shared.check_open()?;
+        self.shared.session_now().map(drop)
+    }
 }
 
 /// The queue a service's subscription to a topic is consumed from.
