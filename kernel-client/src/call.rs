@@ -314,11 +314,16 @@ async fn execute(
         .build();
     // Attempt n waits this long (never past the deadline): fixed if the call or the client
     // says so, else from the endpoint's SLA, longer for later attempts.
+    let learned = inner
+        .learned
+        .get()
+        .filter(|_| options.attempt_timeout.is_none())
+        .and_then(|registry| registry.upper95(&request.service, &request.endpoint));
     let attempt_timeout = |attempt: u32| {
         options.attempt_timeout.unwrap_or_else(|| {
             inner
                 .timeouts
-                .get(&request.service, &request.endpoint, attempt)
+                .get_learned(&request.service, &request.endpoint, attempt, learned)
         })
     };
     let mut attempts = Attempts::new(options.attempts, attempt_timeout(1));

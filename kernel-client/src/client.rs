@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) budget: Option<Budget>,
     /// Attempt timeouts from endpoints' SLAs, unless a fixed one is set.
     pub(crate) timeouts: AttemptTimeouts,
+    /// SLAs announced by services, once a [`Registry`](crate::Registry) listens for them.
+    pub(crate) learned: std::sync::OnceLock<Arc<crate::registry::Shared>>,
     router: OnceCell<Router>,
 }
 
@@ -296,6 +298,12 @@ impl Client {
         self.inner.breakers.replace(settings)
     }
 
+    /// Sizes attempt timeouts from what `registry` hears, for this client and its clones (the
+    /// first registry started on a client is the one used).
+    pub(crate) fn learn_slas_from(&self, registry: &Arc<crate::registry::Shared>) {
+        let _first_wins = self.inner.learned.set(Arc::clone(registry));
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
@@ -437,6 +445,7 @@ impl ClientBuilder {
                 pending: Arc::default(),
                 budget: self.budget.map(Budget::new),
                 timeouts: self.timeouts,
+                learned: std::sync::OnceLock::new(),
                 router: OnceCell::new(),
             }),
         }

@@ -42,6 +42,7 @@ mod client;
 mod mock;
 mod parallel;
 mod publish;
+mod registry;
 mod router;
 mod timeouts;
 mod window;
@@ -61,6 +62,10 @@ pub use client::{
 pub use mock::{MockClient, NO_STUB};
 pub use parallel::{DEFAULT_CONCURRENCY, Outcomes, parallel};
 pub use publish::Publish;
+pub use registry::{
+    DEFAULT_SILENCE, DISCOVERY_TOPIC, EndpointSla, Instance, MAX_ENDPOINTS, MAX_INSTANCES,
+    MAX_NAME, Registry, RegistryBuilder,
+};
 pub use router::ANSWERS_PER_CALL;
 pub use timeouts::{AttemptTimeouts, DEFAULT_UPPER95, MAX_ATTEMPT_TIMEOUT, MIN_ATTEMPT_TIMEOUT};
 

@@ -19,8 +19,8 @@ pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where an endpoint's upper95 comes from, first match wins: a per-call
 /// [`Call::attempt_timeout`](crate::Call::attempt_timeout) (used as is, not scaled); a value
 /// declared here with [`upper95`](Self::upper95) (in code, or from configuration); the
-/// [`default_upper95`](Self::default_upper95) (2 s). Learning SLAs from the services
-/// themselves (discovery) is not built yet.
+/// one announced by the endpoint's instances, once a [`Registry`](crate::Registry) listens on
+/// the client; the [`default_upper95`](Self::default_upper95) (2 s).
 ///
 /// Unlike H2, the multiplier is a float (H2 truncated it to an integer, so 1.5 acted as 1).
 ///
@@ -96,10 +96,23 @@ impl AttemptTimeouts {
     /// How long attempt `attempt` (1 for the first) of a call to (service, endpoint) waits,
     /// before the call's own deadline is applied.
     pub fn get(&self, service: &str, endpoint: &str, attempt: u32) -> Duration {
+        self.get_learned(service, endpoint, attempt, None)
+    }
+
+    /// As [`get`](Self::get), with the upper95 the endpoint announced (if known) in place of
+    /// the default.
+    pub(crate) fn get_learned(
+        &self,
+        service: &str,
+        endpoint: &str,
+        attempt: u32,
+        learned: Option<Duration>,
+    ) -> Duration {
         let upper95 = self
             .known
             .get(&(service.to_owned(), endpoint.to_owned()))
             .copied()
+            .or(learned)
             .unwrap_or(self.default_upper95);
         let scaled = upper95.as_secs_f64() * self.multiplier * f64::from(attempt.max(1));
         let scaled = Duration::try_from_secs_f64(scaled).unwrap_or(self.max);
