@@ -1,16 +1,19 @@
 //! [`ServiceBuilder`] and [`BuildError`]: what a service serves, checked before it serves.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use kernel_client::Client;
 use kernel_errors::Error;
-use kernel_inst::Instrumenter;
+use kernel_inst::{Instrumenter, MemoryInstrumenter};
+use kernel_proto::platform::EndpointInfo;
 
 use crate::admission::{Admission, CallerMetrics};
 use crate::codes;
 use crate::endpoint::{Endpoint, valid_name};
+use crate::ops::health::{HealthCheck, Slot};
+use crate::ops::{self, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_STATS_INTERVAL, Operations};
 use crate::replies::ReplyCache;
 use crate::service::{
     DEFAULT_CAPACITY, DEFAULT_MAX_SESSION_ID, DEFAULT_SHUTDOWN_TIMEOUT, Inner, Service,
@@ -28,6 +31,11 @@ pub struct ServiceBuilder {
     shutdown_timeout: Duration,
     max_session_id: usize,
     instrumenter: Option<Arc<dyn Instrumenter>>,
+    health_checks: Vec<HealthCheck>,
+    config: serde_json::Map<String, serde_json::Value>,
+    descriptors: Vec<bytes::Bytes>,
+    announce_interval: Duration,
+    stats_interval: Duration,
     client: Client,
 }
 
@@ -52,6 +60,12 @@ pub enum BuildError {
     /// The capacity is zero.
     #[error("capacity must be at least 1")]
     ZeroCapacity,
+    /// Two health checks have the same id.
+    #[error("duplicate health check {0:?}")]
+    DuplicateHealthCheck(String),
+    /// An interval or timeout is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(String),
 }
 
 impl From<BuildError> for Error {
@@ -74,6 +88,11 @@ impl Service {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_session_id: DEFAULT_MAX_SESSION_ID,
             instrumenter: None,
+            health_checks: Vec::new(),
+            config: serde_json::Map::new(),
+            descriptors: Vec::new(),
+            announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
+            stats_interval: DEFAULT_STATS_INTERVAL,
             client: client.clone(),
         }
     }
@@ -127,6 +146,43 @@ impl ServiceBuilder {
         self
     }
 
+    /// Adds a health check, run in the background while the service serves and reported by
+    /// `health`. A check with the id of a built-in one (`kernel.transport.connection`,
+    /// `kernel.client.circuit`, `kernel.resource.capacity`) replaces it.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health_checks.push(check);
+        self
+    }
+
+    /// Adds a section to what `loadedconfig` shows (the umbrella crate adds the whole
+    /// configuration it loaded). Redact secrets before: the value is shown as given.
+    pub fn loaded_config(mut self, section: impl Into<String>, value: serde_json::Value) -> Self {
+        self.config.insert(section.into(), value);
+        self
+    }
+
+    /// Adds the encoded `FileDescriptorSet` of the endpoints' messages (as `protox` or
+    /// `prost-build` write it), so that `jsonschema` can describe them. The platform's own
+    /// messages are always known.
+    pub fn descriptors(mut self, file_descriptor_set: impl Into<bytes::Bytes>) -> Self {
+        self.descriptors.push(file_descriptor_set.into());
+        self
+    }
+
+    /// How often the instance announces itself on `kernel.monitor.discovery`; default
+    /// [`DEFAULT_ANNOUNCE_INTERVAL`](crate::DEFAULT_ANNOUNCE_INTERVAL).
+    pub fn announce_interval(mut self, interval: Duration) -> Self {
+        self.announce_interval = interval;
+        self
+    }
+
+    /// How often the instance publishes its statistics on `kernel.monitor.stats`; default
+    /// [`DEFAULT_STATS_INTERVAL`](crate::DEFAULT_STATS_INTERVAL).
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.stats_interval = interval;
+        self
+    }
+
     /// Builds the service.
     ///
     /// # Errors
@@ -142,6 +198,14 @@ impl ServiceBuilder {
         if self.capacity == 0 {
             return Err(BuildError::ZeroCapacity);
         }
+        for (name, interval) in [
+            ("announce_interval", self.announce_interval),
+            ("stats_interval", self.stats_interval),
+        ] {
+            if interval.is_zero() {
+                return Err(BuildError::ZeroDuration(name.to_owned()));
+            }
+        }
         let mut endpoints = HashMap::new();
         for endpoint in self.endpoints {
             if !valid_name(&endpoint.name) {
@@ -152,22 +216,102 @@ impl ServiceBuilder {
             }
             endpoints.insert(endpoint.name.clone(), endpoint);
         }
-        let instrumenter = self
-            .instrumenter
-            .unwrap_or_else(|| Arc::clone(client.instrumenter()));
+
+        // Everything the service records also goes to memory, for `stats`.
+        let memory = MemoryInstrumenter::new();
+        let instrumenter: Arc<dyn Instrumenter> = Arc::new((
+            self.instrumenter
+                .unwrap_or_else(|| Arc::clone(client.instrumenter())),
+            memory.clone(),
+        ));
+        let admission = Admission::new(usize::from(self.capacity));
+        let service_client = client.calling_as(self.name.clone());
+
+        let mut checks: Vec<HealthCheck> =
+            ops::builtin(&service_client, &admission, self.capacity, &memory);
+        for check in self.health_checks {
+            if check.interval.is_zero() || check.timeout.is_zero() {
+                return Err(BuildError::ZeroDuration(format!(
+                    "the interval and timeout of health check {:?}",
+                    check.id
+                )));
+            }
+            if let Some(builtin) = checks.iter().position(|c| c.id == check.id) {
+                if builtin >= ops::BUILTIN_CHECKS {
+                    return Err(BuildError::DuplicateHealthCheck(check.id));
+                }
+                checks[builtin] = check;
+            } else {
+                checks.push(check);
+            }
+        }
+
+        let mut config = serde_json::Map::new();
+        config.insert(
+            "service".to_owned(),
+            serde_json::json!({
+                "name": self.name,
+                "version": self.version,
+                "capacity": self.capacity,
+                "shutdown_timeout_ms": self.shutdown_timeout.as_millis(),
+                "max_session_id": self.max_session_id,
+                "announce_interval_ms": self.announce_interval.as_millis(),
+                "stats_interval_ms": self.stats_interval.as_millis(),
+            }),
+        );
+        config.extend(self.config);
+
+        let ops = Arc::new(Operations {
+            service: self.name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            instance_id: format!("server-{}-{}", self.name, uuid::Uuid::new_v4()),
+            hostname: ops::hostname(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            checks: checks.into_iter().map(Slot::new).collect(),
+            memory,
+            config: serde_json::Value::Object(config),
+            endpoints: OnceLock::new(),
+            descriptors: self.descriptors,
+            announce_interval: self.announce_interval,
+            stats_interval: self.stats_interval,
+            client: service_client.clone(),
+        });
+        // The default endpoints, unless the service has its own of the same name.
+        for endpoint in ops::defaults(&ops) {
+            endpoints.entry(endpoint.name.clone()).or_insert(endpoint);
+        }
+        let mut described: Vec<EndpointInfo> = endpoints.values().map(describe).collect();
+        described.sort_by(|a, b| a.name.cmp(&b.name));
+        ops.endpoints.get_or_init(|| described.into());
+
         Ok(Service::from_inner(Inner {
-            client: client.calling_as(self.name.clone()),
+            client: service_client,
             name: self.name,
             version: self.version,
             description: self.description,
             endpoints,
             capacity: self.capacity,
-            admission: Admission::new(usize::from(self.capacity)),
+            admission,
             caller_metrics: CallerMetrics::default(),
             shutdown_timeout: self.shutdown_timeout,
             max_session_id: self.max_session_id,
             instrumenter,
             replies: ReplyCache::new(),
+            ops,
         }))
+    }
+}
+
+/// An endpoint as announcements and `stats` describe it.
+fn describe(endpoint: &Endpoint) -> EndpointInfo {
+    EndpointInfo {
+        name: endpoint.name.clone(),
+        mean_ms: ops::ms(endpoint.mean_time),
+        upper95_ms: ops::ms(endpoint.upper95),
+        subscribe: endpoint.subscribe.clone().unwrap_or_default(),
+        request_type: endpoint.request_type.clone(),
+        response_type: endpoint.response_type.clone(),
     }
 }

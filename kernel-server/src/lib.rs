@@ -42,6 +42,7 @@ mod admission;
 mod builder;
 mod endpoint;
 mod handler;
+mod ops;
 mod path;
 mod replies;
 mod request;
@@ -51,6 +52,14 @@ pub use admission::MAX_CALLER_METRICS;
 pub use builder::{BuildError, ServiceBuilder};
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
 pub use handler::Handler;
+pub use ops::health::{
+    DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT, HealthCheck, MIN_RUN_SPACING, Measurements,
+    Priority, Unhealthy,
+};
+pub use ops::{
+    DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_ENDPOINTS, DEFAULT_STATS_INTERVAL, DISCOVERY_TOPIC,
+    HEALTHCHECK_TOPIC, STATS_TOPIC,
+};
 pub use replies::{REPLY_CACHE_ENTRY_OVERHEAD, REPLY_CACHE_MAX_BYTES, REPLY_CACHE_TTL};
 pub use request::{Request, RequestContext};
 pub use service::{

@@ -12,12 +12,14 @@ use futures_util::stream::{self, StreamExt};
 use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_inst::Instrumenter;
+use kernel_proto::platform::{HealthResponse, HealthStatus};
 use kernel_transport::{Delivery, Source};
 use tokio::task::JoinSet;
 
 use crate::admission::{Admission, CallerMetrics};
 use crate::codes;
 use crate::endpoint::Endpoint;
+use crate::ops::{Operations, monitor};
 use crate::path::{handle_publication, handle_request};
 use crate::replies::ReplyCache;
 
@@ -87,6 +89,7 @@ pub(crate) struct Inner {
     pub(crate) client: Client,
     pub(crate) instrumenter: Arc<dyn Instrumenter>,
     pub(crate) replies: ReplyCache,
+    pub(crate) ops: Arc<Operations>,
 }
 
 impl Service {
@@ -114,6 +117,32 @@ impl Service {
     /// The service's endpoints.
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.inner.endpoints.values()
+    }
+
+    /// This instance's id (`server-<name>-<uuid>`), as `stats`, `health` and announcements
+    /// report it.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.ops.instance_id
+    }
+
+    /// The latest sample of every health check (what `health` answers), without running
+    /// them: for readiness probes.
+    pub fn health(&self) -> HealthResponse {
+        let checks: Vec<_> = self
+            .inner
+            .ops
+            .checks
+            .iter()
+            .map(|slot| slot.latest())
+            .collect();
+        HealthResponse {
+            service_name: self.inner.name.clone(),
+            instance_id: self.inner.ops.instance_id.clone(),
+            healthy: checks
+                .iter()
+                .all(|check| check.status() != HealthStatus::Unhealthy),
+            checks,
+        }
     }
 
     /// A client that calls as this service (the `from` header is the service's name), for
@@ -170,7 +199,9 @@ impl Service {
             .await?;
         sources.push(tagged(work, None));
         let mut events = stream::select_all(sources);
-        tracing::info!(service = %inner.name, "serving");
+        tracing::info!(service = %inner.name, instance = %inner.ops.instance_id, "serving");
+        // Health checks, announcements and statistics, until the service stops.
+        let monitoring = monitor::start(&inner.ops);
 
         let mut in_flight = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -199,6 +230,8 @@ impl Service {
         }
 
         drop(events); // stop consuming: nothing new arrives, unacked deliveries stay ours
+        drop(monitoring);
+        monitor::farewell(&inner.ops).await;
         tracing::info!(service = %inner.name, in_flight = in_flight.len(), "draining");
         let drained = tokio::time::timeout(inner.shutdown_timeout, async {
             while let Some(done) = in_flight.join_next().await {

@@ -1,0 +1,92 @@
+//! The default endpoints: `health`, `stats`, `loadedconfig` and `jsonschema`.
+//!
+//! Every service has them, with these names; a service's own endpoint of the same name
+//! replaces the default one. `health` and `jsonschema` are for monitoring and tooling; `stats`
+//! and `loadedconfig` will be restricted (ADMIN) once `kernel-auth` gives endpoints
+//! authorisers, and are open until then: `loadedconfig` never shows a secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use kernel_errors::Error;
+use kernel_proto::platform::{
+    HealthRequest, HealthResponse, HealthStatus, JsonSchemaRequest, JsonSchemaResponse,
+    LoadedConfigRequest, LoadedConfigResponse, StatsRequest, StatsResponse,
+};
+
+use super::{Operations, monitor, stats};
+use crate::{Endpoint, Request};
+
+/// The names of the default endpoints.
+pub const DEFAULT_ENDPOINTS: [&str; 4] = ["health", "stats", "loadedconfig", "jsonschema"];
+
+/// The default endpoints, sharing `ops`. `health`'s upper95 covers the slowest check's
+/// timeout, since it may run them all.
+pub(crate) fn defaults(ops: &Arc<Operations>) -> Vec<Endpoint> {
+    let slowest = ops
+        .checks
+        .iter()
+        .map(|slot| slot.check.timeout)
+        .max()
+        .unwrap_or_default();
+    vec![
+        Endpoint::with_state("health", Arc::clone(ops), health)
+            .upper95(crate::DEFAULT_UPPER95.max(slowest + Duration::from_millis(100))),
+        Endpoint::with_state("stats", Arc::clone(ops), stats_endpoint),
+        Endpoint::with_state("loadedconfig", Arc::clone(ops), loaded_config),
+        Endpoint::with_state("jsonschema", Arc::clone(ops), json_schema),
+    ]
+}
+
+/// The latest sample of every check; with `run_now`, fresh samples (each check run at most
+/// once per second whoever asks, and bounded by its timeout).
+async fn health(
+    ops: Arc<Operations>,
+    request: Request<HealthRequest>,
+) -> Result<HealthResponse, Error> {
+    let checks = if request.message().run_now {
+        join_all(ops.checks.iter().map(|slot| async {
+            let (sample, new) = slot.run_now().await;
+            if new {
+                monitor::publish_health(&ops, &sample).await;
+            }
+            sample
+        }))
+        .await
+    } else {
+        ops.checks.iter().map(|slot| slot.latest()).collect()
+    };
+    Ok(HealthResponse {
+        service_name: ops.service.clone(),
+        instance_id: ops.instance_id.clone(),
+        healthy: checks
+            .iter()
+            .all(|check| check.status() != HealthStatus::Unhealthy),
+        checks,
+    })
+}
+
+async fn stats_endpoint(
+    ops: Arc<Operations>,
+    _: Request<StatsRequest>,
+) -> Result<StatsResponse, Error> {
+    Ok(stats::snapshot(&ops, "RUNNING"))
+}
+
+async fn loaded_config(
+    ops: Arc<Operations>,
+    _: Request<LoadedConfigRequest>,
+) -> Result<LoadedConfigResponse, Error> {
+    Ok(LoadedConfigResponse {
+        config: ops.config.to_string(),
+    })
+}
+
+async fn json_schema(
+    ops: Arc<Operations>,
+    request: Request<JsonSchemaRequest>,
+) -> Result<JsonSchemaResponse, Error> {
+    let _ = (ops, request);
+    Err(Error::not_found("kernel.server.jsonschema", "not yet"))
+}
