@@ -36,7 +36,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use kernel_errors::Error;
 use kernel_proto::platform::PlatformError;
-use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec};
+use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec, trace};
 
 use crate::attempts::{Attempts, Before, Failure, Next, Outcome, Spend};
 use crate::breaker::Verdict;
@@ -201,7 +201,10 @@ impl<'a, Rsp: Message> Call<'a, Rsp> {
         self
     }
 
-    /// Sends a trace id (`traceID` header).
+    /// Makes the call part of trace `trace_id` (the `traceID` header; also `traceparent` when
+    /// it is a W3C trace id). Without one, each call starts a new trace
+    /// ([`trace::new_trace_id`]); a handler's calls made with `request.call(..)` pass on its
+    /// request's trace.
     pub fn trace_id(mut self, trace_id: impl Into<String>) -> Self {
         self.options.trace_id = trace_id.into();
         self
@@ -226,8 +229,14 @@ impl<'a, Rsp: Message> Call<'a, Rsp> {
             self.options.content_type,
             payload,
         );
+        tracing::Span::current().record("message_id", request.message_id.as_str());
         request.session_id = self.options.session_id.clone();
         request.trace_id = self.options.trace_id.clone();
+        if let Some(traceparent) = trace::traceparent(&request.trace_id) {
+            request
+                .headers
+                .insert(trace::TRACEPARENT.to_owned(), traceparent);
+        }
         request.parent_message_id = self.options.parent_message_id.clone();
         let reply = execute(self.client, request, &self.options).await?;
         codec::decode(reply.content_type, &reply.payload).map_err(|e| {
@@ -242,7 +251,12 @@ impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
     type Output = Result<Rsp, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
-    fn into_future(self) -> Self::IntoFuture {
+    fn into_future(mut self) -> Self::IntoFuture {
+        // Every call belongs to a trace: a new one unless the caller (a handler passing on
+        // its request's) names one.
+        if self.options.trace_id.is_empty() {
+            self.options.trace_id = trace::new_trace_id();
+        }
         // One span per call: what a handler or the client logs during it says which call.
         let span = tracing::info_span!(
             "call",
@@ -250,6 +264,7 @@ impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
             endpoint = %self.endpoint,
             caller = %self.client.caller(),
             trace_id = %self.options.trace_id,
+            message_id = tracing::field::Empty,
         );
         Box::pin(tracing::Instrument::instrument(self.run(), span))
     }

@@ -63,7 +63,7 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                     endpoint = %clip(&request.endpoint),
                     caller = %clip(&request.from),
                     message_id = %clip(&request.message_id),
-                    trace_id = %clip(&request.trace_id),
+                    trace_id = %clip(crate::request::trace_id(&request)),
                 );
                 let outcome =
                     tracing::Instrument::instrument(admit_and_dispatch(inner, &request), span)

@@ -58,13 +58,26 @@ impl RequestContext {
             message_id: envelope.message_id.clone(),
             caller: envelope.from.clone(),
             session_id: envelope.session_id.clone(),
-            trace_id: envelope.trace_id.clone(),
+            trace_id: trace_id(envelope).to_owned(),
             parent_message_id: envelope.parent_message_id.clone(),
             topic: envelope.topic.clone(),
             deadline: envelope.deadline,
             content_type: envelope.content_type,
             headers: envelope.headers.clone(),
         }
+    }
+}
+
+/// The request's trace: its `traceID`, else the trace of its W3C `traceparent`, else none.
+pub(crate) fn trace_id(envelope: &Envelope) -> &str {
+    if envelope.trace_id.is_empty() {
+        envelope
+            .headers
+            .get(kernel_transport::trace::TRACEPARENT)
+            .and_then(|parent| kernel_transport::trace::trace_id_of(parent))
+            .unwrap_or_default()
+    } else {
+        &envelope.trace_id
     }
 }
 

@@ -43,6 +43,7 @@ pub mod codec;
 mod envelope;
 mod error;
 mod in_process;
+pub mod trace;
 mod transport;
 
 #[cfg(feature = "amqp")]
