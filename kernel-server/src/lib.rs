@@ -45,6 +45,7 @@ mod handler;
 mod path;
 mod replies;
 mod request;
+pub mod schema;
 mod service;
 
 pub use admission::MAX_CALLER_METRICS;
