@@ -46,6 +46,7 @@ mod ops;
 mod path;
 mod replies;
 mod request;
+pub mod schema;
 mod service;
 
 pub use admission::MAX_CALLER_METRICS;
