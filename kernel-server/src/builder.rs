@@ -63,6 +63,9 @@ pub enum BuildError {
     /// Two health checks have the same id.
     #[error("duplicate health check {0:?}")]
     DuplicateHealthCheck(String),
+    /// A descriptor set given to [`ServiceBuilder::descriptors`] does not decode.
+    #[error("invalid descriptor set: {0}")]
+    InvalidDescriptors(String),
     /// An interval or timeout is zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(String),
@@ -261,6 +264,9 @@ impl ServiceBuilder {
         );
         config.extend(self.config);
 
+        let extra: Vec<&[u8]> = self.descriptors.iter().map(|set| set.as_ref()).collect();
+        let descriptors = crate::schema::pool(&extra)
+            .map_err(|error| BuildError::InvalidDescriptors(error.to_string()))?;
         let ops = Arc::new(Operations {
             service: self.name.clone(),
             version: self.version.clone(),
@@ -273,7 +279,7 @@ impl ServiceBuilder {
             memory,
             config: serde_json::Value::Object(config),
             endpoints: OnceLock::new(),
-            descriptors: self.descriptors,
+            descriptors,
             announce_interval: self.announce_interval,
             stats_interval: self.stats_interval,
             client: service_client.clone(),

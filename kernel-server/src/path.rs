@@ -113,7 +113,7 @@ async fn send_reply(
 
 /// At most the first 64 characters of a name from the wire, for messages and logs: nothing a
 /// caller sends is reflected unbounded.
-fn clip(text: &str) -> &str {
+pub(crate) fn clip(text: &str) -> &str {
     match text.char_indices().nth(64) {
         Some((end, _)) => &text[..end],
         None => text,

@@ -16,6 +16,7 @@ use kernel_proto::platform::{
 };
 
 use super::{Operations, monitor, stats};
+use crate::path::clip;
 use crate::{Endpoint, Request};
 
 /// The names of the default endpoints.
@@ -83,10 +84,47 @@ async fn loaded_config(
     })
 }
 
+/// The JSON Schema of each endpoint's request and response (of the named one only, if the
+/// request names one): a JSON object from endpoint name to schema. An endpoint whose messages
+/// the service has no descriptors for gets a schema that accepts anything and says why.
 async fn json_schema(
     ops: Arc<Operations>,
     request: Request<JsonSchemaRequest>,
 ) -> Result<JsonSchemaResponse, Error> {
-    let _ = (ops, request);
-    Err(Error::not_found("kernel.server.jsonschema", "not yet"))
+    let wanted = request.message().endpoint.as_str();
+    let endpoints: Vec<_> = ops
+        .endpoints()
+        .iter()
+        .filter(|endpoint| wanted.is_empty() || endpoint.name == wanted)
+        .collect();
+    if endpoints.is_empty() {
+        return Err(Error::not_found(
+            crate::codes::UNKNOWN_ENDPOINT,
+            format!("{} has no endpoint {:?}", ops.service, clip(wanted)),
+        ));
+    }
+    let mut schemas = serde_json::Map::new();
+    for endpoint in endpoints {
+        let schema = crate::schema::endpoint_schema(
+            &ops.descriptors,
+            &ops.service,
+            &ops.version,
+            &endpoint.name,
+            &endpoint.request_type,
+            &endpoint.response_type,
+        )
+        .unwrap_or_else(|error| {
+            serde_json::json!({
+                "$schema": crate::schema::DIALECT,
+                "title": format!("{}.{}", ops.service, endpoint.name),
+                "description": format!(
+                    "no schema: {error} (add the messages' descriptors with ServiceBuilder::descriptors)"
+                ),
+            })
+        });
+        schemas.insert(endpoint.name.clone(), schema);
+    }
+    Ok(JsonSchemaResponse {
+        jsonschema: serde_json::Value::Object(schemas).to_string(),
+    })
 }

@@ -55,8 +55,8 @@ pub(crate) struct Operations {
     pub(crate) config: serde_json::Value,
     /// Every endpoint served, the default ones included; set once the service is built.
     pub(crate) endpoints: OnceLock<Arc<[EndpointInfo]>>,
-    /// Encoded descriptor sets of the endpoints' messages beyond the platform's own.
-    pub(crate) descriptors: Vec<bytes::Bytes>,
+    /// The descriptors of the platform's messages and of those the service added.
+    pub(crate) descriptors: prost_reflect::DescriptorPool,
     pub(crate) announce_interval: Duration,
     pub(crate) stats_interval: Duration,
     /// Calls and publishes as the service.

@@ -20,6 +20,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use kernel_testkit::{bounded, unique};
 
+mod operations;
+pub use operations::*;
+
 /// Makes transports that behave like separate processes on one broker.
 pub trait Harness: Send + Sync + 'static {
     /// A new "process" on the broker under test.
@@ -918,7 +921,11 @@ macro_rules! conformance_suite {
             calls_made_for_a_request_inherit_its_context,
             a_call_rides_through_a_brief_absence_of_its_service,
             a_flood_does_not_starve_a_trickle,
-            a_flood_under_a_thousand_names_does_not_starve_a_trickle);
+            a_flood_under_a_thousand_names_does_not_starve_a_trickle,
+            default_endpoints_answer_in_protobuf_and_json,
+            a_hanging_check_is_reported_failed_within_its_timeout,
+            the_registry_sees_instances_come_and_go,
+            a_trace_id_is_made_and_seen_two_hops_down);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(
