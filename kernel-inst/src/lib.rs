@@ -5,7 +5,8 @@
 //! over UDP from a background thread (H2's bucket names, under the service's namespace);
 //! [`MemoryInstrumenter`] keeps counts and latency percentiles in process and backs the `stats`
 //! endpoint; `PrometheusInstrumenter` (feature `prometheus`) keeps a Prometheus registry for
-//! a scraper; [`NoopInstrumenter`] records nothing. `(a, b)` records into both.
+//! a scraper, served with the liveness and readiness probes by `http::serve_probes`;
+//! [`NoopInstrumenter`] records nothing. `(a, b)` records into both.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,11 +27,14 @@
 //! | feature | enables | default |
 //! |---|---|---|
 //! | `statsd` | [`StatsdInstrumenter`] (cadence, queued UDP) | yes |
-//! | `prometheus` | `PrometheusInstrumenter` (metrics-exporter-prometheus, never installed globally) | no |
+//! | `prometheus` | `PrometheusInstrumenter` (metrics-exporter-prometheus, never installed globally) and the `http` module's probe listener (`/metrics`, `/healthz`, `/readyz` on hyper) | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod http;
 mod instrumenter;
 mod memory;
 #[cfg(feature = "prometheus")]

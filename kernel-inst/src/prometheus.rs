@@ -38,7 +38,7 @@ const UPKEEP_EVERY: u64 = 1024;
 ///
 /// Nothing is installed globally: the registry belongs to this value and its clones (cheap,
 /// sharing one registry), and [`render`](Self::render) produces what a `/metrics` endpoint
-/// serves.
+/// serves (see [`http::serve_probes`](crate::http::serve_probes)).
 ///
 /// # Names
 ///

@@ -1,10 +1,22 @@
-//! The Prometheus exporter's names, kinds and bounds.
+//! The Prometheus exporter's names, kinds and bounds, and the probe listener over real HTTP.
 #![cfg(feature = "prometheus")]
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use kernel_inst::http::{CONNECTION_TIMEOUT, HEADER_READ_TIMEOUT, Probes, serve_probes};
 use kernel_inst::{Instrumenter, MAX_BUCKET_LEN, PrometheusInstrumenter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// How long any one network step of a test may take before it fails.
+const STEP: Duration = Duration::from_secs(5);
 
 /// The sample lines of `text` (comments left out), for exact assertions.
 fn samples(text: &str) -> Vec<&str> {
@@ -210,4 +222,197 @@ fn clones_share_one_registry_across_threads() {
     let text = prometheus.render();
     assert_has(&text, "kernel_c_total 4000");
     assert_has(&text, "kernel_t_seconds_count 4000");
+}
+
+/// Ready when the flag says so; live unless told otherwise.
+struct Flags {
+    live: AtomicBool,
+    ready: AtomicBool,
+}
+
+impl Probes for Flags {
+    fn live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// A probe listener on `127.0.0.1:0`, stopped by sending on the returned channel.
+struct Listener {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    served: JoinHandle<()>,
+}
+
+async fn start(metrics: PrometheusInstrumenter, probes: Arc<Flags>) -> Listener {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(serve_probes(listener, metrics, probes, stopped));
+    Listener {
+        address,
+        stop,
+        served,
+    }
+}
+
+impl Listener {
+    /// Stops the listener; fails if serving does not end within `within`.
+    async fn stop(self, within: Duration) {
+        self.stop.send(()).unwrap();
+        timeout(within, self.served)
+            .await
+            .unwrap_or_else(|_| panic!("serve_probes did not return within {within:?} of shutdown"))
+            .unwrap();
+    }
+}
+
+/// One response: status code, head (status line and headers) and body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Sends `method path` over a fresh connection and reads the whole response (the listener
+/// closes after one).
+async fn request(address: SocketAddr, method: &str, path: &str) -> Reply {
+    let what = format!("{method} {path}");
+    let exchange = async {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: probes\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = timeout(STEP, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no complete response to {what} within {STEP:?}"));
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{what}: no end of head in {raw:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no status in {head:?}"));
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz`, unknown paths and other methods, over real HTTP.
+#[tokio::test]
+async fn the_listener_serves_metrics_and_probes_over_http() {
+    let metrics = PrometheusInstrumenter::new();
+    metrics.counter("server.error.kernel.server.capacity", 1, 1.0);
+    let probes = Arc::new(Flags {
+        live: AtomicBool::new(true),
+        ready: AtomicBool::new(false),
+    });
+    let listener = start(metrics.clone(), Arc::clone(&probes)).await;
+    let address = listener.address;
+
+    let scrape = request(address, "GET", "/metrics").await;
+    assert_eq!(scrape.status, 200, "{scrape:?}");
+    assert!(
+        scrape
+            .head
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{scrape:?}"
+    );
+    assert_has(
+        &scrape.body,
+        "kernel_server_error_kernel_server_capacity_total 1",
+    );
+
+    metrics.counter("server.error.kernel.server.capacity", 1, 1.0);
+    let scrape = request(address, "GET", "/metrics?ignored=query").await;
+    assert_has(
+        &scrape.body,
+        "kernel_server_error_kernel_server_capacity_total 2",
+    );
+
+    let health = request(address, "GET", "/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+
+    let ready = request(address, "GET", "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (503, "not ready\n"));
+    probes.ready.store(true, Ordering::SeqCst);
+    let ready = request(address, "GET", "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
+    probes.live.store(false, Ordering::SeqCst);
+    let health = request(address, "GET", "/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (503, "not live\n"));
+
+    assert_eq!(request(address, "GET", "/").await.status, 404);
+    assert_eq!(request(address, "GET", "/metrics/extra").await.status, 404);
+    let post = request(address, "POST", "/metrics").await;
+    assert_eq!(post.status, 405, "{post:?}");
+    assert!(post.head.contains("allow: get"), "{post:?}");
+    assert_eq!(request(address, "HEAD", "/healthz").await.status, 405);
+
+    listener.stop(STEP).await;
+}
+
+/// Shutdown does not wait for a client that connected but never sent a request.
+#[tokio::test]
+async fn shutdown_closes_a_connection_that_sent_nothing() {
+    let probes = Arc::new(Flags {
+        live: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    let listener = start(PrometheusInstrumenter::new(), probes).await;
+    let mut silent = TcpStream::connect(listener.address).await.unwrap();
+    // A full exchange proves the silent connection has been accepted before shutdown.
+    assert_eq!(
+        request(listener.address, "GET", "/healthz").await.status,
+        200
+    );
+
+    listener.stop(HEADER_READ_TIMEOUT / 2).await;
+    let mut rest = Vec::new();
+    let read = timeout(STEP, silent.read_to_end(&mut rest))
+        .await
+        .expect("the silent connection was not closed by shutdown");
+    assert!(read.is_ok_and(|n| n == 0), "{rest:?}");
+}
+
+/// A client that starts a request and never finishes its headers is disconnected after the
+/// header read timeout (on tokio's paused clock, so the test does not wait for it).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let probes = Arc::new(Flags {
+        live: AtomicBool::new(true),
+        ready: AtomicBool::new(true),
+    });
+    let listener = start(PrometheusInstrumenter::new(), probes).await;
+    let mut slow = TcpStream::connect(listener.address).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: pro")
+        .await
+        .unwrap();
+
+    // Shorter than the connection timeout, so only the header read timeout can end it.
+    let within = HEADER_READ_TIMEOUT + Duration::from_secs(1);
+    assert!(within < CONNECTION_TIMEOUT);
+    let mut rest = Vec::new();
+    let read = timeout(within, slow.read_to_end(&mut rest))
+        .await
+        .expect("the slow client was still connected after the header read timeout");
+    assert!(read.is_ok(), "{read:?}");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(" 200 "),
+        "{rest:?}"
+    );
+
+    listener.stop(STEP).await;
 }
