@@ -1,10 +1,12 @@
-//! Metrics for services and clients: the [`Instrumenter`] seam and its three implementations.
+//! Metrics for services and clients: the [`Instrumenter`] seam and its implementations.
 //!
 //! Every kernel crate records what it does (calls, errors, latencies, lock waits) through an
 //! `Arc<dyn Instrumenter>` that the user hands it. [`StatsdInstrumenter`] sends statsd lines
 //! over UDP from a background thread (H2's bucket names, under the service's namespace);
 //! [`MemoryInstrumenter`] keeps counts and latency percentiles in process and backs the `stats`
-//! endpoint; [`NoopInstrumenter`] records nothing. `(a, b)` records into both.
+//! endpoint; `PrometheusInstrumenter` (feature `prometheus`) keeps a Prometheus registry for
+//! a scraper, served with the liveness and readiness probes by `http::serve_probes`;
+//! [`NoopInstrumenter`] records nothing. `(a, b)` records into both.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -25,17 +27,26 @@
 //! | feature | enables | default |
 //! |---|---|---|
 //! | `statsd` | [`StatsdInstrumenter`] (cadence, queued UDP) | yes |
+//! | `prometheus` | `PrometheusInstrumenter` (metrics-exporter-prometheus, never installed globally) and the `http` module's probe listener (`/metrics`, `/healthz`, `/readyz` on hyper) | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod http;
 mod instrumenter;
 mod memory;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 #[cfg(feature = "statsd")]
 mod statsd;
 
 pub use instrumenter::{Instrumenter, NoopInstrumenter};
 pub use memory::{DEFAULT_WINDOW, MemoryInstrumenter, Snapshot, TimingSummary};
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use prometheus::{DEFAULT_MAX_SERIES, LATENCY_BUCKETS, MAX_BUCKET_LEN, PrometheusInstrumenter};
 #[cfg(feature = "statsd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "statsd")))]
 pub use statsd::{DEFAULT_QUEUE_CAPACITY, StatsdBuilder, StatsdError, StatsdInstrumenter};
