@@ -31,10 +31,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod config;
 mod error;
 mod kind;
 pub mod wire;
 
+pub use config::{INVALID_CONFIG, InvalidConfig};
 pub use error::Error;
 pub use kind::{Kind, UnknownKind};
 
