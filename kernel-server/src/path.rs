@@ -71,7 +71,20 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                 // "Overloaded" says: try again (elsewhere). A retry must be judged afresh,
                 // not answered from the cache.
                 let shed = matches!(&outcome, Err(e) if e.kind() == Kind::Overloaded);
+                let status = outcome.as_ref().map_or_else(Error::http_status, |_| 200);
                 let reply = answer(inner, &request, outcome, started.elapsed());
+                if let Some(log) = &inner.access_log
+                    && !log.record(
+                        &request.from,
+                        &request.endpoint,
+                        status,
+                        reply.payload.len(),
+                    )
+                {
+                    inner
+                        .instrumenter
+                        .counter("server.accesslog.dropped", 1, 1.0);
+                }
                 if shed {
                     inner.replies.forget(&request);
                 } else {
