@@ -72,7 +72,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// # async fn main() {
 /// # let client = Client::new(InProcessTransport::new());
 /// let reply = client
-///     .call::<HealthResponse>("com.example.users", "health", &HealthRequest {})
+///     .call::<HealthResponse>("com.example.users", "health", &HealthRequest::default())
 ///     .deadline(Duration::from_millis(500))
 ///     .attempts(2)
 ///     .json()
@@ -164,7 +164,7 @@ impl<'a, Rsp: Message> Call<'a, Rsp> {
     /// # let client = Client::new(InProcessTransport::new());
     /// let gave_up = SystemTime::now() - Duration::from_secs(1);
     /// let error = client
-    ///     .call::<HealthResponse>("com.example.users", "health", &HealthRequest {})
+    ///     .call::<HealthResponse>("com.example.users", "health", &HealthRequest::default())
     ///     .not_after(gave_up)
     ///     .await
     ///     .unwrap_err();

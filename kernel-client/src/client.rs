@@ -50,7 +50,7 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 ///
 /// let client = Client::new(InProcessTransport::new());
 /// let reply: Result<HealthResponse, _> =
-///     client.call("com.example.nobody", "health", &HealthRequest {}).await;
+///     client.call("com.example.nobody", "health", &HealthRequest::default()).await;
 /// assert_eq!(reply.unwrap_err().kind(), Kind::NoRoute);
 /// # }
 /// ```
@@ -75,6 +75,23 @@ pub(crate) struct Inner {
     /// SLAs announced by services, once a [`Registry`](crate::Registry) listens for them.
     pub(crate) learned: std::sync::OnceLock<Arc<crate::registry::Shared>>,
     router: OnceCell<Router>,
+}
+
+/// A [`Client`] that does not keep it alive; see [`Client::downgrade`].
+#[derive(Clone, Debug)]
+pub struct WeakClient {
+    inner: std::sync::Weak<Inner>,
+    from: Arc<str>,
+}
+
+impl WeakClient {
+    /// The client, if a clone of it still exists.
+    pub fn upgrade(&self) -> Option<Client> {
+        Some(Client {
+            inner: self.inner.upgrade()?,
+            from: Arc::clone(&self.from),
+        })
+    }
 }
 
 /// Per-call settings a client starts from.
@@ -302,6 +319,15 @@ impl Client {
     /// first registry started on a client is the one used).
     pub(crate) fn learn_slas_from(&self, registry: &Arc<crate::registry::Shared>) {
         let _first_wins = self.inner.learned.set(Arc::clone(registry));
+    }
+
+    /// A handle that does not keep the client alive: for background tasks (a configuration
+    /// watcher) that should end with the client.
+    pub fn downgrade(&self) -> WeakClient {
+        WeakClient {
+            inner: Arc::downgrade(&self.inner),
+            from: Arc::clone(&self.from),
+        }
     }
 
     pub(crate) fn inner(&self) -> &Inner {

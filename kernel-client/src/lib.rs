@@ -19,7 +19,7 @@
 //!     .calling_as("com.example.caller")
 //!     .deadline(Duration::from_secs(2))
 //!     .build()?;
-//! let reply = client.call::<HealthResponse>("com.example.users", "health", &HealthRequest {}).await;
+//! let reply = client.call::<HealthResponse>("com.example.users", "health", &HealthRequest::default()).await;
 //! // Nobody serves com.example.users on this fresh in-process broker.
 //! assert_eq!(reply.unwrap_err().kind(), Kind::NoRoute);
 //! # Ok(()) }
@@ -38,6 +38,7 @@ mod breaker;
 mod budget;
 mod call;
 mod client;
+mod config;
 #[cfg(feature = "test-util")]
 mod mock;
 mod parallel;
@@ -56,7 +57,9 @@ pub use budget::{DEFAULT_RETRY_FLOOR, DEFAULT_RETRY_RATIO, DEFAULT_RETRY_WINDOW,
 pub use call::Call;
 pub use client::{
     BuildError, Client, ClientBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_ATTEMPTS, DEFAULT_DEADLINE,
+    WeakClient,
 };
+pub use config::{BreakerConfig, ClientConfig, RetryBudgetConfig, TimeoutsConfig};
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use mock::{MockClient, NO_STUB};

@@ -23,7 +23,7 @@ pub const DEFAULT_CONCURRENCY: usize = 10;
 /// use kernel_transport::InProcessTransport;
 ///
 /// let client = Client::new(InProcessTransport::new());
-/// let request = HealthRequest {};
+/// let request = HealthRequest::default();
 /// let services = ["com.example.a", "com.example.b"];
 /// let calls = services.map(|s| (s, client.call::<HealthResponse>(s, "health", &request)));
 /// let outcomes = parallel(calls, 8).await;

@@ -32,6 +32,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod config;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod http;
@@ -42,6 +43,7 @@ mod prometheus;
 #[cfg(feature = "statsd")]
 mod statsd;
 
+pub use config::MetricsConfig;
 pub use instrumenter::{Instrumenter, NoopInstrumenter};
 pub use memory::{DEFAULT_WINDOW, MemoryInstrumenter, Snapshot, TimingSummary};
 #[cfg(feature = "prometheus")]

@@ -9,6 +9,7 @@ use kernel_errors::Error;
 use kernel_inst::{Instrumenter, MemoryInstrumenter};
 use kernel_proto::platform::EndpointInfo;
 
+use crate::access_log::AccessLog;
 use crate::admission::{Admission, CallerMetrics};
 use crate::codes;
 use crate::endpoint::{Endpoint, valid_name};
@@ -36,6 +37,7 @@ pub struct ServiceBuilder {
     descriptors: Vec<bytes::Bytes>,
     announce_interval: Duration,
     stats_interval: Duration,
+    access_log: Option<std::path::PathBuf>,
     client: Client,
 }
 
@@ -66,6 +68,14 @@ pub enum BuildError {
     /// A descriptor set given to [`ServiceBuilder::descriptors`] does not decode.
     #[error("invalid descriptor set: {0}")]
     InvalidDescriptors(String),
+    /// The access log cannot be opened.
+    #[error("cannot open the access log {path:?}: {reason}")]
+    AccessLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// An interval or timeout is zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(String),
@@ -96,6 +106,7 @@ impl Service {
             descriptors: Vec::new(),
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
             stats_interval: DEFAULT_STATS_INTERVAL,
+            access_log: None,
             client: client.clone(),
         }
     }
@@ -183,6 +194,13 @@ impl ServiceBuilder {
     /// [`DEFAULT_STATS_INTERVAL`](crate::DEFAULT_STATS_INTERVAL).
     pub fn stats_interval(mut self, interval: Duration) -> Self {
         self.stats_interval = interval;
+        self
+    }
+
+    /// Appends H2's access log, one line per request answered, to the file at `path`
+    /// (created if missing); default none. See `docs/operations.md` for the format.
+    pub fn access_log(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.access_log = Some(path.into());
         self
     }
 
@@ -292,6 +310,16 @@ impl ServiceBuilder {
         described.sort_by(|a, b| a.name.cmp(&b.name));
         ops.endpoints.get_or_init(|| described.into());
 
+        let access_log = match &self.access_log {
+            Some(path) => Some(
+                AccessLog::open(path).map_err(|error| BuildError::AccessLog {
+                    path: path.clone(),
+                    reason: error.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+
         Ok(Service::from_inner(Inner {
             client: service_client,
             name: self.name,
@@ -306,6 +334,7 @@ impl ServiceBuilder {
             instrumenter,
             replies: ReplyCache::new(),
             ops,
+            access_log,
         }))
     }
 }

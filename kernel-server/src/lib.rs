@@ -38,8 +38,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod access_log;
 mod admission;
 mod builder;
+mod config;
 mod endpoint;
 mod handler;
 mod ops;
@@ -49,8 +51,10 @@ mod request;
 pub mod schema;
 mod service;
 
+pub use access_log::ACCESS_LOG_BUFFER;
 pub use admission::MAX_CALLER_METRICS;
 pub use builder::{BuildError, ServiceBuilder};
+pub use config::ServerConfig;
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};
 pub use handler::Handler;
 pub use ops::health::{

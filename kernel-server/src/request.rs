@@ -204,7 +204,7 @@ impl RequestContext {
     /// // given up when this request's caller gives up.
     /// async fn check(calls: Client, request: Request<HealthRequest>) -> Result<HealthResponse, Error> {
     ///     request
-    ///         .call::<HealthResponse>(&calls, "com.example.users", "health", &HealthRequest {})
+    ///         .call::<HealthResponse>(&calls, "com.example.users", "health", &HealthRequest::default())
     ///         .attempts(1)
     ///         .await
     /// }

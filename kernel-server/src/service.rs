@@ -90,6 +90,7 @@ pub(crate) struct Inner {
     pub(crate) instrumenter: Arc<dyn Instrumenter>,
     pub(crate) replies: ReplyCache,
     pub(crate) ops: Arc<Operations>,
+    pub(crate) access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Service {

@@ -65,6 +65,7 @@ mod backend;
 #[cfg(feature = "cassandra")]
 mod cassandra;
 pub mod codes;
+mod config;
 mod error;
 mod fencing;
 mod guard;
@@ -84,6 +85,7 @@ pub(crate) use backend::{REGION_DEFAULT_HOLD_FOR, REGION_MIN_HOLD_FOR, after};
 #[cfg(feature = "cassandra")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
 pub use cassandra::{CassandraGlobalLock, CassandraGlobalLockBuilder};
+pub use config::SyncConfig;
 pub use error::{BackendSource, SyncError};
 pub use fencing::FencingToken;
 pub use guard::{GuardControl, Leadership, LockGuard, ReleaseRequest};

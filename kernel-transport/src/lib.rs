@@ -40,6 +40,7 @@
 #[cfg(feature = "amqp")]
 mod amqp;
 pub mod codec;
+mod config;
 mod envelope;
 mod error;
 mod in_process;
@@ -53,6 +54,7 @@ pub use amqp::{
     TOPIC_EXCHANGE, subscription_queue,
 };
 pub use codec::{CodecError, Message};
+pub use config::{TransportConfig, redact_url};
 pub use envelope::{ContentType, Envelope, MessageType, PING, PONG, headers, new_message_id};
 pub use error::{TransportError, codes};
 pub use in_process::{InProcessBroker, InProcessTransport};
