@@ -13,8 +13,10 @@ use crate::Config;
 
 /// `Client::from_env()`: a client on the transport the environment names.
 pub trait ClientFromEnv: Sized {
-    /// A client on RabbitMQ if `KERNEL_AMQP_URL` (or `amqp_url` in `kernel.toml`) is set, else
-    /// on a new in-process broker; metrics to statsd if `KERNEL_STATSD_ADDR` is set.
+    /// A client configured by [`Config::load`]: on RabbitMQ if `transport.amqp_url` (or
+    /// `KERNEL_AMQP_URL`) is set, else on a new in-process broker; with the `[client]`
+    /// settings; metrics to statsd if `metrics.statsd_addr` is set. Its breaker options
+    /// reload when the configuration file changes.
     ///
     /// # Errors
     /// [`INVALID_CONFIG`](crate::INVALID_CONFIG) for a configuration that cannot be used;
@@ -24,9 +26,10 @@ pub trait ClientFromEnv: Sized {
 
 /// `Service::from_env(name)`: a service builder on the transport the environment names.
 pub trait ServiceFromEnv {
-    /// A builder for the service `name`, with its client (calling as `name`) on the transport
-    /// [`ClientFromEnv::from_env`] would choose, and statsd metrics under `name` if configured.
-    /// Add endpoints, then `build()`.
+    /// A builder for the service `name`, with its client (calling as `name`) as
+    /// [`ClientFromEnv::from_env`] makes it, statsd metrics under `name` if configured, the
+    /// `[server]` settings, and the whole configuration (secrets redacted) for
+    /// `loadedconfig`. Add endpoints, then `build()`.
     ///
     /// # Errors
     /// As for [`ClientFromEnv::from_env`].
@@ -47,24 +50,37 @@ impl ServiceFromEnv for Service {
         let name = name.into();
         let config = Config::load()?;
         let client = connect(&config, &name).await?;
-        Ok(Service::builder(name, &client))
+        let shown = serde_json::to_value(config.redacted()).map_err(|error| {
+            Error::internal_server_error(crate::INVALID_CONFIG, error.to_string())
+        })?;
+        let mut builder = Service::builder(name, &client).config(&config.server);
+        if let serde_json::Value::Object(sections) = shown {
+            for (section, value) in sections {
+                builder = builder.loaded_config(section, value);
+            }
+        }
+        Ok(builder)
     }
 }
 
-/// A client on the configured transport, recording under `namespace`.
+/// A client on the configured transport, recording under `namespace`, its breaker options
+/// reloaded with the file.
 async fn connect(config: &Config, namespace: &str) -> Result<Client, Error> {
     let transport = transport(config).await?;
     let instrumenter = instrumenter(config, namespace)?;
-    Ok(Client::builder(transport)
+    let client = Client::builder(transport)
+        .config(&config.client)
         .instrumenter(instrumenter)
-        .build()?)
+        .build()?;
+    crate::reload::watch(client.downgrade());
+    Ok(client)
 }
 
 async fn transport(config: &Config) -> Result<Arc<dyn Transport>, Error> {
-    match &config.amqp_url {
+    match &config.transport.amqp_url {
         #[cfg(feature = "amqp")]
         Some(url) => {
-            tracing::info!("connecting to RabbitMQ");
+            tracing::info!(url = %kernel_transport::redact_url(url), "connecting to RabbitMQ");
             Ok(Arc::new(
                 kernel_transport::AmqpTransport::connect(url).await?,
             ))
@@ -72,7 +88,7 @@ async fn transport(config: &Config) -> Result<Arc<dyn Transport>, Error> {
         #[cfg(not(feature = "amqp"))]
         Some(_) => Err(Error::internal_server_error(
             crate::INVALID_CONFIG,
-            "amqp_url is set but the `amqp` feature of the kernel crate is off",
+            "transport.amqp_url is set but the `amqp` feature of the kernel crate is off",
         )),
         None => {
             tracing::info!("no KERNEL_AMQP_URL: using the in-process broker");
@@ -82,7 +98,7 @@ async fn transport(config: &Config) -> Result<Arc<dyn Transport>, Error> {
 }
 
 fn instrumenter(config: &Config, namespace: &str) -> Result<Arc<dyn Instrumenter>, Error> {
-    match &config.statsd_addr {
+    match &config.metrics.statsd_addr {
         #[cfg(feature = "statsd")]
         Some(addr) => {
             let statsd = kernel_inst::StatsdInstrumenter::builder(namespace)
@@ -95,7 +111,7 @@ fn instrumenter(config: &Config, namespace: &str) -> Result<Arc<dyn Instrumenter
             let _ = namespace;
             Err(Error::internal_server_error(
                 crate::INVALID_CONFIG,
-                "statsd_addr is set but the `statsd` feature of the kernel crate is off",
+                "metrics.statsd_addr is set but the `statsd` feature of the kernel crate is off",
             ))
         }
         None => Ok(Arc::new(NoopInstrumenter)),

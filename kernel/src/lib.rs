@@ -53,16 +53,20 @@
 
 mod config;
 mod env;
+mod reload;
 mod signal;
 
-pub use config::{Config, INVALID_CONFIG, redact_url};
+pub use config::{Config, DEFAULT_CONFIG_FILE};
 pub use env::{ClientFromEnv, ServiceFromEnv};
 pub use kernel_client::{self as client, Client};
+pub use kernel_errors::INVALID_CONFIG;
 pub use kernel_errors::{self as errors, Error, Kind};
 pub use kernel_inst as inst;
 pub use kernel_proto as proto;
 pub use kernel_server::{self as server, Endpoint, Handler, Request, Service};
 pub use kernel_transport as transport;
+pub use kernel_transport::redact_url;
+pub use reload::RELOAD_INTERVAL;
 pub use signal::shutdown_signal;
 
 /// The names most services need: `use kernel::prelude::*;`.
