@@ -38,6 +38,8 @@ pub struct ServiceBuilder {
     announce_interval: Duration,
     stats_interval: Duration,
     access_log: Option<std::path::PathBuf>,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<(std::net::SocketAddr, kernel_inst::PrometheusInstrumenter)>,
     client: Client,
 }
 
@@ -107,6 +109,8 @@ impl Service {
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
             stats_interval: DEFAULT_STATS_INTERVAL,
             access_log: None,
+            #[cfg(feature = "prometheus")]
+            prometheus: None,
             client: client.clone(),
         }
     }
@@ -201,6 +205,23 @@ impl ServiceBuilder {
     /// (created if missing); default none. See `docs/operations.md` for the format.
     pub fn access_log(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.access_log = Some(path.into());
+        self
+    }
+
+    /// While the service serves, answers HTTP on `listen`: `GET /metrics` (what `metrics`
+    /// has recorded, in Prometheus' text format), `/healthz` (200 while the process runs) and
+    /// `/readyz` (200 while the service consumes its queues and no health check is
+    /// unhealthy; 503 otherwise, and from the moment shutdown starts). Record into `metrics`
+    /// by making it (part of) the client's or the service's instrumenter, as
+    /// `Service::from_env` does when `[metrics] prometheus_listen` is set.
+    #[cfg(feature = "prometheus")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+    pub fn prometheus(
+        mut self,
+        listen: std::net::SocketAddr,
+        metrics: kernel_inst::PrometheusInstrumenter,
+    ) -> Self {
+        self.prometheus = Some((listen, metrics));
         self
     }
 
@@ -301,6 +322,7 @@ impl ServiceBuilder {
             announce_interval: self.announce_interval,
             stats_interval: self.stats_interval,
             client: service_client.clone(),
+            serving: std::sync::atomic::AtomicBool::new(false),
         });
         // The default endpoints, unless the service has its own of the same name.
         for endpoint in ops::defaults(&ops) {
@@ -335,6 +357,8 @@ impl ServiceBuilder {
             replies: ReplyCache::new(),
             ops,
             access_log,
+            #[cfg(feature = "prometheus")]
+            prometheus: self.prometheus,
         }))
     }
 }

@@ -46,6 +46,8 @@ mod endpoint;
 mod handler;
 mod ops;
 mod path;
+#[cfg(feature = "prometheus")]
+mod probes;
 mod replies;
 mod request;
 pub mod schema;
@@ -92,6 +94,8 @@ pub mod codes {
     pub const CAPACITY: &str = "kernel.server.capacity";
     /// A [`ServiceBuilder`](crate::ServiceBuilder) was given something it cannot serve.
     pub const INVALID_SERVICE: &str = "kernel.server.invalidservice";
+    /// The Prometheus/probe listener (`ServiceBuilder::prometheus`) cannot bind its address.
+    pub const PROBE_LISTEN: &str = "kernel.server.probelisten";
     /// A consumer (the work queue's or a subscription's) stopped delivering while serving.
     pub const CONSUMER_ENDED: &str = "kernel.server.consumerended";
 }

@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     pub(crate) replies: ReplyCache,
     pub(crate) ops: Arc<Operations>,
     pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    #[cfg(feature = "prometheus")]
+    pub(crate) prometheus: Option<(std::net::SocketAddr, kernel_inst::PrometheusInstrumenter)>,
 }
 
 impl Service {
@@ -144,6 +146,13 @@ impl Service {
                 .all(|check| check.status() != HealthStatus::Unhealthy),
             checks,
         }
+    }
+
+    /// Whether the instance is ready for traffic: it consumes its queues (between the start
+    /// of [`serve`](Self::serve) and shutdown) and no health check is unhealthy. What
+    /// `/readyz` answers.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ops.ready()
     }
 
     /// A client that calls as this service (the `from` header is the service's name), for
@@ -200,6 +209,13 @@ impl Service {
             .await?;
         sources.push(tagged(work, None));
         let mut events = stream::select_all(sources);
+        #[cfg(feature = "prometheus")]
+        let probes = crate::probes::start(inner).await?;
+        inner.instrumenter.counter("runtime.started", 1, 1.0);
+        inner
+            .ops
+            .serving
+            .store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(service = %inner.name, instance = %inner.ops.instance_id, "serving");
         // Health checks, announcements and statistics, until the service stops.
         let monitoring = monitor::start(&inner.ops);
@@ -230,6 +246,10 @@ impl Service {
             }
         }
 
+        inner
+            .ops
+            .serving
+            .store(false, std::sync::atomic::Ordering::Release);
         drop(events); // stop consuming: nothing new arrives, unacked deliveries stay ours
         drop(monitoring);
         monitor::farewell(&inner.ops).await;
@@ -244,6 +264,8 @@ impl Service {
             tracing::warn!(service = %inner.name, abandoned = in_flight.len(), "shutdown timeout: abandoning requests in flight");
             in_flight.abort_all();
         }
+        #[cfg(feature = "prometheus")]
+        crate::probes::stop(probes).await;
         match ended {
             None => {
                 tracing::info!(service = %inner.name, "stopped");

@@ -41,7 +41,7 @@ pub trait ServiceFromEnv {
 impl ClientFromEnv for Client {
     async fn from_env() -> Result<Self, Error> {
         let config = Config::load()?;
-        connect(&config, "client").await
+        connect(&config, "client", None).await
     }
 }
 
@@ -49,7 +49,8 @@ impl ServiceFromEnv for Service {
     async fn from_env(name: impl Into<String> + Send) -> Result<ServiceBuilder, Error> {
         let name = name.into();
         let config = Config::load()?;
-        let client = connect(&config, &name).await?;
+        let prometheus = prometheus(&config)?;
+        let client = connect(&config, &name, prometheus.as_ref()).await?;
         let shown = serde_json::to_value(config.redacted()).map_err(|error| {
             Error::internal_server_error(crate::INVALID_CONFIG, error.to_string())
         })?;
@@ -59,15 +60,30 @@ impl ServiceFromEnv for Service {
                 builder = builder.loaded_config(section, value);
             }
         }
+        #[cfg(feature = "prometheus")]
+        if let (Some(listen), Some(metrics)) = (config.metrics.prometheus_listen, prometheus) {
+            builder = builder.prometheus(listen, metrics);
+        }
         Ok(builder)
     }
 }
 
 /// A client on the configured transport, recording under `namespace`, its breaker options
 /// reloaded with the file.
-async fn connect(config: &Config, namespace: &str) -> Result<Client, Error> {
+async fn connect(
+    config: &Config,
+    namespace: &str,
+    prometheus: Option<&Prometheus>,
+) -> Result<Client, Error> {
     let transport = transport(config).await?;
     let instrumenter = instrumenter(config, namespace)?;
+    #[cfg(feature = "prometheus")]
+    let instrumenter: Arc<dyn Instrumenter> = match prometheus {
+        Some(metrics) => Arc::new((instrumenter, metrics.clone())),
+        None => instrumenter,
+    };
+    #[cfg(not(feature = "prometheus"))]
+    let _: Option<&Prometheus> = prometheus;
     let client = Client::builder(transport)
         .config(&config.client)
         .instrumenter(instrumenter)
@@ -115,5 +131,24 @@ fn instrumenter(config: &Config, namespace: &str) -> Result<Arc<dyn Instrumenter
             ))
         }
         None => Ok(Arc::new(NoopInstrumenter)),
+    }
+}
+
+#[cfg(feature = "prometheus")]
+type Prometheus = kernel_inst::PrometheusInstrumenter;
+#[cfg(not(feature = "prometheus"))]
+type Prometheus = std::convert::Infallible;
+
+/// The Prometheus instrumenter, if `[metrics] prometheus_listen` is set.
+fn prometheus(config: &Config) -> Result<Option<Prometheus>, Error> {
+    match config.metrics.prometheus_listen {
+        None => Ok(None),
+        #[cfg(feature = "prometheus")]
+        Some(_) => Ok(Some(kernel_inst::PrometheusInstrumenter::new())),
+        #[cfg(not(feature = "prometheus"))]
+        Some(_) => Err(Error::internal_server_error(
+            crate::INVALID_CONFIG,
+            "metrics.prometheus_listen is set but the `prometheus` feature of the kernel crate is off",
+        )),
     }
 }

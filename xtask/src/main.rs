@@ -102,11 +102,17 @@ pub(crate) fn cargo(
 
 fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     let engines = services::up(root)?;
-    let mut args = vec!["test", "--workspace", "--all-targets"];
+    // Every feature: what only an optional feature enables (the Prometheus listener, the
+    // OpenTelemetry exporter) is tested too.
+    let mut args = vec!["test", "--workspace", "--all-targets", "--all-features"];
     args.extend(extra.iter().map(String::as_str));
     cargo(root, &args, &engines.env_vars())?;
     // Doc tests are not part of `--all-targets`.
-    cargo(root, &["test", "--workspace", "--doc"], &engines.env_vars())
+    cargo(
+        root,
+        &["test", "--workspace", "--doc", "--all-features"],
+        &engines.env_vars(),
+    )
 }
 
 fn bench(root: &std::path::Path, extra: &[String]) -> Result<()> {

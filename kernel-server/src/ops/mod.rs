@@ -61,6 +61,18 @@ pub(crate) struct Operations {
     pub(crate) stats_interval: Duration,
     /// Calls and publishes as the service.
     pub(crate) client: Client,
+    /// Whether the service consumes its queues (between start and shutdown).
+    pub(crate) serving: std::sync::atomic::AtomicBool,
+}
+
+impl Operations {
+    /// Ready for traffic: serving, and no health check unhealthy.
+    pub(crate) fn ready(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::Acquire)
+            && self.checks.iter().all(|slot| {
+                slot.latest().status() != kernel_proto::platform::HealthStatus::Unhealthy
+            })
+    }
 }
 
 impl Operations {
