@@ -51,6 +51,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod checks;
 mod config;
 mod env;
 mod reload;
@@ -64,6 +65,7 @@ pub use kernel_errors::{self as errors, Error, Kind};
 pub use kernel_inst as inst;
 pub use kernel_proto as proto;
 pub use kernel_server::{self as server, Endpoint, Handler, Request, Service};
+pub use kernel_sync as sync;
 pub use kernel_transport as transport;
 pub use kernel_transport::redact_url;
 pub use reload::RELOAD_INTERVAL;

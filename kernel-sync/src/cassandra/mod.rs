@@ -160,6 +160,14 @@ impl CassandraGlobalLock {
         &self.inner.namespace
     }
 
+    /// One round trip to the cluster, for a health check: `Ok` if a node answered.
+    ///
+    /// # Errors
+    /// [`SyncError::Backend`] if none did.
+    pub async fn ping(&self) -> Result<(), SyncError> {
+        self.inner.statements.ping().await
+    }
+
     /// The row key of lock `id`: `<namespace>/<id>`.
     fn row(&self, spec: &LockSpec) -> String {
         format!("{}/{}", self.inner.namespace, spec.id)

@@ -147,6 +147,15 @@ impl Statements {
         })
     }
 
+    /// One round trip to the cluster (the local node's release version): a health check.
+    pub(crate) async fn ping(&self) -> Result<(), SyncError> {
+        self.session
+            .query_unpaged("SELECT release_version FROM system.local", ())
+            .await
+            .map(drop)
+            .map_err(failed("ping the cluster"))
+    }
+
     /// The lock's row, read linearizably; `None` if the lock was never used.
     pub(crate) async fn read(&self, name: &str) -> Result<Option<LockRow>, SyncError> {
         let result = self

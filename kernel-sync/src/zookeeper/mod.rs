@@ -221,6 +221,21 @@ impl ZkLockBackend {
         &self.inner.namespace
     }
 
+    /// One round trip to the ensemble on the current session (opening one if the last has
+    /// ended), for a health check: `Ok` if the server answered.
+    ///
+    /// # Errors
+    /// [`SyncError::Backend`] if no session could be opened or the server did not answer.
+    pub async fn ping(&self) -> Result<(), SyncError> {
+        let session = self.inner.sessions.get().await?;
+        session
+            .client
+            .check_stat("/")
+            .await
+            .map(drop)
+            .map_err(|error| SyncError::backend("zookeeper", "ping the ensemble", error))
+    }
+
     /// The ZooKeeper path of lock `id`'s children: `/<namespace>/<id with / as #>`.
     pub fn lock_path(&self, id: &LockId) -> String {
         format!("/{}/{}", self.inner.namespace, id.path_component())
