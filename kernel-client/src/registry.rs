@@ -404,3 +404,78 @@ fn instance(announcement: &Announcement) -> Option<Instance> {
 fn millis(ms: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(ms / 1000.0).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use kernel_proto::platform::EndpointInfo;
+    use kernel_transport::{ContentType, Destination, Envelope, InProcessTransport, Transport};
+
+    use super::*;
+
+    fn announcing(endpoints: usize, upper95_ms: f64) -> Announcement {
+        Announcement {
+            event: AnnouncementEvent::Running.into(),
+            instance_id: "server-test-1".into(),
+            service_name: "test".into(),
+            endpoints: (0..endpoints)
+                .map(|n| EndpointInfo {
+                    name: format!("ep{n}"),
+                    upper95_ms,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn announcements_out_of_bounds_are_refused() {
+        assert!(instance(&announcing(MAX_ENDPOINTS, 10.0)).is_some());
+        assert!(instance(&announcing(MAX_ENDPOINTS + 1, 10.0)).is_none());
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(instance(&announcing(1, bad)).is_none(), "{bad}");
+        }
+        let mut long = announcing(1, 10.0);
+        long.service_name = "s".repeat(MAX_NAME + 1);
+        assert!(instance(&long).is_none());
+        let mut anonymous = announcing(1, 10.0);
+        anonymous.instance_id.clear();
+        assert!(instance(&anonymous).is_none());
+    }
+
+    #[tokio::test]
+    async fn garbage_on_the_discovery_topic_is_counted_and_ignored() {
+        let transport = InProcessTransport::new();
+        let client = Client::new(transport.clone());
+        let registry = Registry::start(&client).await.unwrap();
+        for payload in [&b"\xff\xff\xff"[..], b"{not json"] {
+            let content_type = if payload[0] == b'{' {
+                ContentType::Json
+            } else {
+                ContentType::Protobuf
+            };
+            let publication =
+                Envelope::publication(DISCOVERY_TOPIC, content_type, payload.to_vec().into());
+            transport
+                .send(Destination::Topic(DISCOVERY_TOPIC), publication)
+                .await
+                .unwrap();
+        }
+        client
+            .publish(DISCOVERY_TOPIC, &announcing(2, 150.0))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while registry.instances("test").is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the good announcement is heard after the bad ones");
+        assert_eq!(registry.rejected(), 2);
+        assert_eq!(
+            registry.upper95("test", "ep1"),
+            Some(Duration::from_millis(150))
+        );
+    }
+}
