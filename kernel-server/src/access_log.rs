@@ -79,9 +79,9 @@ fn format_line(
 ) -> String {
     let caller = if caller.is_empty() { "-" } else { caller };
     let mut line = String::with_capacity(128);
-    let _ = write!(
+    let _ = writeln!(
         line,
-        "{} - {} [{}] \"GET {} HTTP/1.0\" {status} {size}\n",
+        "{} - {} [{}] \"GET {} HTTP/1.0\" {status} {size}",
         Clean(caller),
         Clean(user),
         Timestamp(at),

@@ -109,6 +109,8 @@ fn stats() -> StatsResponse {
             }),
         }],
         error_counts: [("kernel.server.capacity".to_owned(), 2)].into(),
+        status: "RUNNING".into(),
+        hostname: "host-1".into(),
     }
 }
 

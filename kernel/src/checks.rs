@@ -1,6 +1,7 @@
 //! Health checks for the lock engines a service uses: add them with
 //! [`ServiceBuilder::health_check`](kernel_server::ServiceBuilder::health_check).
 
+#[cfg(any(feature = "zookeeper", feature = "cassandra"))]
 use kernel_server::{HealthCheck, Measurements, Unhealthy};
 
 /// `kernel.sync.zookeeper`: healthy while the ensemble answers a round trip on the backend's
@@ -16,6 +17,7 @@ use kernel_server::{HealthCheck, Measurements, Unhealthy};
 ///     .health_check(kernel::checks::zookeeper(zookeeper))
 ///     .build()?;
 /// # drop(service); Ok(()) }
+/// # let _ = example;
 /// ```
 #[cfg(feature = "zookeeper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]

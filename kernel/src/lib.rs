@@ -3,7 +3,8 @@
 //! # This crate
 //!
 //! The umbrella: it re-exports the focused crates (each usable on its own), offers a
-//! [`prelude`], reads configuration ([`Config`]: `kernel.toml` and `KERNEL_*` variables), and
+//! [`prelude`], reads configuration ([`Config`]: one section per crate, from `kernel.toml`,
+//! `KERNEL_*` variables and code; every key in `docs/operations.md`), and
 //! wires the defaults: `Client::from_env()` and `Service::from_env(name)` use RabbitMQ when
 //! `KERNEL_AMQP_URL` is set and the in-process broker otherwise.
 //!
@@ -38,7 +39,8 @@
 //! | `kernel-inst` | [`inst`] | metrics: statsd, in-memory, no-op |
 //! | `kernel-transport` | [`transport`] | the in-process broker and RabbitMQ |
 //! | `kernel-client` | [`Client`], [`client`] | calls, publications, parallel calls |
-//! | `kernel-server` | [`Service`], [`Endpoint`], [`Request`], [`server`] | services and handlers |
+//! | `kernel-server` | [`Service`], [`Endpoint`], [`Request`], [`server`] | services, handlers, default endpoints, health checks |
+//! | `kernel-sync` | [`sync`] | region locks, leaders and the global lock |
 //!
 //! # Feature flags
 //! | feature | enables | default |
@@ -46,6 +48,9 @@
 //! | `amqp` | the RabbitMQ transport | yes |
 //! | `tls` | `amqps://` URLs (rustls) | yes |
 //! | `statsd` | the statsd instrumenter | yes |
+//! | `prometheus` | `/metrics`, `/healthz`, `/readyz` on `[metrics] prometheus_listen` | no |
+//! | `zookeeper` | ZooKeeper locks in [`sync`] and [`checks::zookeeper`] | no |
+//! | `cassandra` | the Cassandra lock in [`sync`] and [`checks::cassandra`] | no |
 //! | `full` | all of the above and `MockClient` | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -70,6 +75,11 @@ pub use kernel_transport as transport;
 pub use kernel_transport::redact_url;
 pub use reload::RELOAD_INTERVAL;
 pub use signal::shutdown_signal;
+
+/// The code in `docs/operations.md`, compiled as doc tests so the page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operations.md")]
+pub struct OperationsDoc;
 
 /// The names most services need: `use kernel::prelude::*;`.
 pub mod prelude {

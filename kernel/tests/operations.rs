@@ -2,6 +2,7 @@
 //! configuration file and `KERNEL_*` variables, metrics reaching a real statsd socket and a
 //! Prometheus scrape, `loadedconfig`, and the reload of breaker options.
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
+#![allow(clippy::result_large_err)] // figment's Jail closures return its (large) error type
 
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
@@ -183,7 +184,7 @@ fn loadedconfig_shows_every_section_from_file_and_environment() {
 
         jail.set_env("KERNEL_SERVER__CAPACITY", "none");
         let refused = runtime().block_on(Service::from_env(name));
-        let error = refused.err().expect("a bad value is refused");
+        let error = refused.expect_err("a bad value is refused");
         assert_eq!(error.code(), kernel::INVALID_CONFIG);
         assert!(error.to_string().contains("none"), "{error}");
         Ok(())

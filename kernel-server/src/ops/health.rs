@@ -279,8 +279,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hanging_check_is_unhealthy_after_its_timeout() {
         let slot = Slot::new(
-            HealthCheck::new("hangs", || std::future::pending())
-                .timeout(Duration::from_millis(300)),
+            HealthCheck::new("hangs", std::future::pending).timeout(Duration::from_millis(300)),
         );
         let started = tokio::time::Instant::now();
         let (sample, new) = slot.run_now().await;

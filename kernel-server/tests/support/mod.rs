@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub use kernel_testkit::{bounded, unique};
 
 mod operations;
+#[allow(unused_imports)] // used by the conformance suites, not by every test crate
 pub use operations::*;
 
 /// Makes transports that behave like separate processes on one broker.
