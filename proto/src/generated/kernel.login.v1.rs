@@ -129,3 +129,72 @@ impl ::prost::Name for DeleteSessionResponse {
         "/kernel.login.v1.DeleteSessionResponse".into()
     }
 }
+/// Asks for the public keys session tokens are verified with (endpoint `publickeys`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PublicKeysRequest {}
+impl ::prost::Name for PublicKeysRequest {
+    const NAME: &'static str = "PublicKeysRequest";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.PublicKeysRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.PublicKeysRequest".into()
+    }
+}
+/// The keys that may have signed a live token: the current signing key and any retired key
+/// whose tokens have not all expired yet.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PublicKeysResponse {
+    /// The keys.
+    #[prost(message, repeated, tag = "1")]
+    pub keys: ::prost::alloc::vec::Vec<PublicKey>,
+}
+impl ::prost::Name for PublicKeysResponse {
+    const NAME: &'static str = "PublicKeysResponse";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.PublicKeysResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.PublicKeysResponse".into()
+    }
+}
+/// One Ed25519 public key.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PublicKey {
+    /// The key id tokens name (`v1.<key id>.…`).
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// The 32-byte Ed25519 public key.
+    #[prost(bytes = "vec", tag = "2")]
+    pub ed25519: ::prost::alloc::vec::Vec<u8>,
+}
+impl ::prost::Name for PublicKey {
+    const NAME: &'static str = "PublicKey";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.PublicKey".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.PublicKey".into()
+    }
+}
+/// Published on `kernel.login.signedout` when a session ends before its token expires, so that
+/// services drop it from their caches.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignedOut {
+    /// The session's id.
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+}
+impl ::prost::Name for SignedOut {
+    const NAME: &'static str = "SignedOut";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.SignedOut".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.SignedOut".into()
+    }
+}
