@@ -54,6 +54,7 @@
 mod config;
 mod env;
 mod signal;
+pub mod telemetry;
 
 pub use config::{Config, INVALID_CONFIG, redact_url};
 pub use env::{ClientFromEnv, ServiceFromEnv};
