@@ -46,6 +46,7 @@
 //! | `amqp` | the RabbitMQ transport | yes |
 //! | `tls` | `amqps://` URLs (rustls) | yes |
 //! | `statsd` | the statsd instrumenter | yes |
+//! | `otel` | span export to an OpenTelemetry collector ([`telemetry::LogConfig`]) | no |
 //! | `full` | all of the above and `MockClient` | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

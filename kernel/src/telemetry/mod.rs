@@ -1,4 +1,4 @@
-//! Log output: [`init`] installs the process's `tracing` subscriber from a
+//! Log output and span export: [`init`] installs the process's `tracing` subscriber from a
 //! [`LogConfig`] and hands back a [`Telemetry`] guard.
 //!
 //! The kernel's crates only emit: every call has a `call` span and every handled request a
@@ -15,6 +15,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `otel` feature and `otlp_endpoint` set, spans are also exported to an
+//! OpenTelemetry collector by OTLP/HTTP, and a `call` or `request` span belongs to the
+//! OpenTelemetry trace whose id is its kernel `trace_id`: the id in the logs, in the `traceID`
+//! header and in the tracing UI is one and the same.
+//!
 //! Nothing here is global until [`init`] is called: libraries never install a subscriber.
 
 use std::io::IsTerminal;
@@ -27,6 +32,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::INVALID_CONFIG;
+
+#[cfg(feature = "otel")]
+mod otel;
 
 /// The code of [`init`] called when the process already has a global `tracing` subscriber
 /// (a second [`init`], or another library's `tracing_subscriber::fmt().init()`).
@@ -61,8 +69,17 @@ pub struct LogConfig {
     /// Which spans and events are kept: an [`EnvFilter`] directive such as `info` or
     /// `warn,kernel_client=debug`. Default `info`. The `RUST_LOG` environment variable, when
     /// set and not empty, wins over this value, so an operator can turn up one process's
-    /// logging without editing its configuration.
+    /// logging without editing its configuration. The filter applies to exported spans too.
     pub filter: String,
+    /// The OpenTelemetry collector to export spans to, by OTLP over HTTP with protobuf bodies:
+    /// its base URL, such as `http://127.0.0.1:4318` (`/v1/traces` is appended). Default none:
+    /// no export. Plain `http://` only; run the collector (or its agent) beside the service.
+    /// Spans are sent in batches (every 5 s, the first after 10 s; `OTEL_BSP_*` variables
+    /// tune it) and when the [`Telemetry`] guard is dropped; a failed export is logged.
+    /// A build without the `otel` feature refuses this key as unknown.
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -70,6 +87,8 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::default(),
             filter: "info".to_owned(),
+            #[cfg(feature = "otel")]
+            otlp_endpoint: None,
         }
     }
 }
@@ -90,24 +109,41 @@ pub enum LogFormat {
     Json,
 }
 
-/// What [`init`] started, to keep for the life of the process (`let _telemetry = ...` in
-/// `main`). It holds nothing yet; span export will hang off it. The subscriber [`init`]
-/// installed keeps logging after it is dropped.
-#[derive(Debug)]
-#[must_use = "hold the guard for the life of the process"]
+/// Keeps span export running; dropping it flushes the spans not yet sent and stops the
+/// exporter. Hold it for the life of the process (`let _telemetry = ...` in `main`).
+///
+/// Without an exporter (no `otel` feature, or no `otlp_endpoint`) it holds
+/// nothing, and the subscriber [`init`] installed keeps logging after it is dropped.
+///
+/// # Drop
+/// With an exporter, dropping blocks until the spans still queued reach the collector, at
+/// most 10 s, so the spans of the last requests are not lost at shutdown. A collector that
+/// does not answer in time costs those spans (and a `warn` line), never a hung exit.
+#[must_use = "dropping the guard stops span export"]
 pub struct Telemetry {
-    _private: (),
+    #[cfg(feature = "otel")]
+    export: Option<otel::Export>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("Telemetry");
+        #[cfg(feature = "otel")]
+        debug.field("exporting", &self.export.is_some());
+        debug.finish()
+    }
 }
 
 /// Installs the process's global `tracing` subscriber, as `config` says, for the service
-/// `service`.
+/// `service` (the `service.name` of exported spans).
 ///
 /// Log lines go to stdout. `log` records (from crates that use the `log` facade) go to the
 /// same subscriber unless the application installed its own `log` logger.
 ///
 /// # Errors
 /// `InternalServerError` with code [`INVALID_CONFIG`] if the filter
-/// (from `RUST_LOG` or [`LogConfig::filter`], named in the message) does not parse; with code [`ALREADY_INSTALLED`] if the process
+/// (from `RUST_LOG` or [`LogConfig::filter`], named in the message) does not parse, or the
+/// OTLP endpoint is not an `http://` URL; with code [`ALREADY_INSTALLED`] if the process
 /// already has a global subscriber (a second call, say). Never panics.
 ///
 /// # Examples
@@ -158,8 +194,8 @@ fn install<W>(service: &str, config: &LogConfig, writer: W, ansi: bool) -> Resul
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    // Checked first, so that a second call builds nothing; `set_global_default` below still
-    // decides if two threads race.
+    // Checked first, so that a second call builds no exporter; `set_global_default` below
+    // still decides if two threads race.
     if tracing::dispatcher::has_been_set() {
         return Err(already_installed());
     }
@@ -179,7 +215,7 @@ fn already_installed() -> Error {
     )
 }
 
-/// Builds the subscriber: the filter, then the log lines.
+/// Builds the subscriber: the filter, then the log lines, then (with `otel`) span export.
 fn dispatch<W>(
     service: &str,
     config: &LogConfig,
@@ -205,8 +241,21 @@ where
     };
     let subscriber = tracing_subscriber::registry().with(filter).with(lines);
 
-    let _ = service;
-    Ok((Dispatch::new(subscriber), Telemetry { _private: () }))
+    #[cfg(feature = "otel")]
+    {
+        let export = match &config.otlp_endpoint {
+            Some(endpoint) => Some(otel::Export::start(service, endpoint)?),
+            None => None,
+        };
+        let layer = export.as_ref().map(otel::Export::layer);
+        let subscriber = subscriber.with(layer);
+        Ok((Dispatch::new(subscriber), Telemetry { export }))
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = service;
+        Ok((Dispatch::new(subscriber), Telemetry {}))
+    }
 }
 
 /// The filter: `RUST_LOG` when set and not empty, else [`LogConfig::filter`].
