@@ -70,6 +70,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[metrics]`: statsd and Prometheus.
     pub metrics: MetricsConfig,
+    /// `[log]`: log format and filter, span export (used by [`telemetry::init`](crate::telemetry::init)).
+    pub log: crate::telemetry::LogConfig,
 }
 
 impl Config {

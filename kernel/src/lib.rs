@@ -51,6 +51,7 @@
 //! | `prometheus` | `/metrics`, `/healthz`, `/readyz` on `[metrics] prometheus_listen` | no |
 //! | `zookeeper` | ZooKeeper locks in [`sync`] and [`checks::zookeeper`] | no |
 //! | `cassandra` | the Cassandra lock in [`sync`] and [`checks::cassandra`] | no |
+//! | `otel` | span export to an OpenTelemetry collector ([`telemetry::LogConfig`]) | no |
 //! | `full` | all of the above and `MockClient` | no |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -61,6 +62,7 @@ mod config;
 mod env;
 mod reload;
 mod signal;
+pub mod telemetry;
 
 pub use config::{Config, DEFAULT_CONFIG_FILE};
 pub use env::{ClientFromEnv, ServiceFromEnv};
