@@ -38,6 +38,7 @@ pub struct ServiceBuilder {
     announce_interval: Duration,
     stats_interval: Duration,
     access_log: Option<std::path::PathBuf>,
+    auth: Option<kernel_auth::Auth>,
     #[cfg(feature = "prometheus")]
     prometheus: Option<(std::net::SocketAddr, kernel_inst::PrometheusInstrumenter)>,
     client: Client,
@@ -109,6 +110,7 @@ impl Service {
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
             stats_interval: DEFAULT_STATS_INTERVAL,
             access_log: None,
+            auth: None,
             #[cfg(feature = "prometheus")]
             prometheus: None,
             client: client.clone(),
@@ -198,6 +200,14 @@ impl ServiceBuilder {
     /// [`DEFAULT_STATS_INTERVAL`](crate::DEFAULT_STATS_INTERVAL).
     pub fn stats_interval(mut self, interval: Duration) -> Self {
         self.stats_interval = interval;
+        self
+    }
+
+    /// Recovers the sessions requests name and applies service-to-service rules with `auth`
+    /// (one per process, shared by its services). Without it nobody is signed in and no rule
+    /// applies: only open endpoints run.
+    pub fn auth(mut self, auth: kernel_auth::Auth) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -357,6 +367,7 @@ impl ServiceBuilder {
             replies: ReplyCache::new(),
             ops,
             access_log,
+            auth: self.auth,
             #[cfg(feature = "prometheus")]
             prometheus: self.prometheus,
         }))

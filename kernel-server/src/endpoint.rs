@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kernel_auth::Authoriser;
 use kernel_errors::Error;
 use kernel_transport::Message;
 
@@ -47,6 +48,7 @@ pub struct Endpoint {
     pub(crate) subscribe: Option<String>,
     pub(crate) request_type: String,
     pub(crate) response_type: String,
+    pub(crate) authoriser: Authoriser,
 }
 
 impl Endpoint {
@@ -65,6 +67,7 @@ impl Endpoint {
             subscribe: None,
             request_type: <Req as prost::Name>::full_name(),
             response_type: <Rsp as prost::Name>::full_name(),
+            authoriser: Authoriser::default(),
         }
     }
 
@@ -117,6 +120,25 @@ impl Endpoint {
         self
     }
 
+    /// Who may call it; default [`Authoriser::admin`] (a user, or a service by rule, with the
+    /// `ADMIN` role), as in H2: an endpoint is closed unless declared otherwise.
+    #[must_use]
+    pub fn authoriser(mut self, authoriser: Authoriser) -> Self {
+        self.authoriser = authoriser;
+        self
+    }
+
+    /// Anyone may call it, signed in or not (`authoriser(Authoriser::Open)`).
+    #[must_use]
+    pub fn open(self) -> Self {
+        self.authoriser(Authoriser::Open)
+    }
+
+    /// The endpoint's authoriser.
+    pub fn declared_authoriser(&self) -> &Authoriser {
+        &self.authoriser
+    }
+
     /// Also delivers publications on `topic` (AMQP topic patterns allowed) to this handler.
     #[must_use]
     pub fn subscribe(mut self, topic: impl Into<String>) -> Self {
@@ -164,6 +186,7 @@ impl fmt::Debug for Endpoint {
             .field("subscribe", &self.subscribe)
             .field("request_type", &self.request_type)
             .field("response_type", &self.response_type)
+            .field("authoriser", &self.authoriser)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kernel_auth::Scope;
 use kernel_errors::Error;
 use kernel_transport::{Envelope, Message, codec};
 
@@ -42,7 +43,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// Decodes the request (`BadRequest` if it does not decode), runs the handler, and encodes
     /// its response as the request was encoded.
-    fn handle(&self, envelope: &Envelope) -> BoxFuture<Result<Bytes, Error>>;
+    fn handle(&self, envelope: &Envelope, scope: Scope) -> BoxFuture<Result<Bytes, Error>>;
 }
 
 pub(crate) struct Typed<H, Req, Rsp> {
@@ -65,9 +66,9 @@ where
     Req: Message,
     Rsp: Message,
 {
-    fn handle(&self, envelope: &Envelope) -> BoxFuture<Result<Bytes, Error>> {
+    fn handle(&self, envelope: &Envelope, scope: Scope) -> BoxFuture<Result<Bytes, Error>> {
         let decoded = codec::decode::<Req>(envelope.content_type, &envelope.payload);
-        let context = RequestContext::from_envelope(envelope);
+        let context = RequestContext::from_envelope(envelope, scope);
         let handler = Arc::clone(&self.handler);
         Box::pin(async move {
             let message = decoded.map_err(|e| {

@@ -23,7 +23,7 @@
 //!
 //! let client = Client::new(InProcessTransport::new());
 //! let service = Service::builder("com.example.docs", &client)
-//!     .endpoint(Endpoint::new("schema", schema))
+//!     .endpoint(Endpoint::new("schema", schema).open())
 //!     .build()?;
 //! tokio::spawn(service.serve());
 //! # tokio::task::yield_now().await;

@@ -6,6 +6,7 @@
 //! heartbeat ping ──────────────────────────► pong to reply_to
 //! deadline already passed ─────────────────► dropped, counted (server.dropped.expired)
 //! unknown endpoint ────────────────────────► NotFound  kernel.server.unknownendpoint
+//! the endpoint's authoriser refuses ───────► Forbidden kernel.auth.notsignedin / badrole
 //! payload does not decode (or unknown type) ► BadRequest kernel.server.badrequest
 //! handler panics ──────────────────────────► InternalServerError kernel.server.panic
 //! handler returns Err(e) ──────────────────► e
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
+use kernel_auth::{Authoriser, Scope};
 use kernel_errors::{Error, Kind};
 use kernel_proto::platform::PlatformError;
 use kernel_transport::{Delivery, Destination, Envelope, codec};
@@ -206,16 +208,51 @@ async fn dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Err
             ),
         )
     })?;
-    run_handler(inner, endpoint, request).await
+    let scope = authorise(inner, endpoint, request).await?;
+    run_handler(inner, endpoint, request, scope).await
+}
+
+/// The request's scope, if the endpoint's authoriser admits it: its session recovered (unless
+/// the endpoint is open), the calling service's verified identity, the rules in force.
+async fn authorise(inner: &Inner, endpoint: &Endpoint, request: &Envelope) -> Result<Scope, Error> {
+    let mut scope = match &inner.auth {
+        Some(auth) => auth.scope(&inner.name, &endpoint.name, caller_identity(request)),
+        None => Scope::anonymous(),
+    };
+    if endpoint.authoriser == Authoriser::Open {
+        return Ok(scope);
+    }
+    if inner.auth.is_some()
+        && !request.session_id.is_empty()
+        && let Err(error) = scope.recover_session(&request.session_id).await
+    {
+        // The login service could not answer: the request goes on without a user (and is
+        // refused below unless a rule admits it), as H2 did.
+        tracing::warn!(%error, endpoint = %endpoint.name, "could not recover the request's session");
+    }
+    endpoint.authoriser.authorise(&scope).inspect_err(|_| {
+        if !scope.is_auth() && scope.caller_service().is_some() {
+            inner
+                .instrumenter
+                .counter("auth.servicetoservice.failed", 1, 1.0);
+        }
+    })?;
+    Ok(scope)
+}
+
+/// The calling service as the broker verified it, if the transport knows.
+fn caller_identity(_request: &Envelope) -> Option<&str> {
+    None
 }
 
 async fn run_handler(
     inner: &Inner,
     endpoint: &Endpoint,
     request: &Envelope,
+    scope: Scope,
 ) -> Result<bytes::Bytes, Error> {
     let handler = Arc::clone(&endpoint.handler);
-    match AssertUnwindSafe(async { handler.handle(request).await })
+    match AssertUnwindSafe(async { handler.handle(request, scope).await })
         .catch_unwind()
         .await
     {
@@ -288,7 +325,11 @@ pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: 
     let (publication, acker) = delivery.into_parts();
     if let Some(endpoint) = inner.endpoints.get(endpoint) {
         let started = Instant::now();
-        match run_handler(inner, endpoint, &publication).await {
+        let authorised = match authorise(inner, endpoint, &publication).await {
+            Ok(scope) => run_handler(inner, endpoint, &publication, scope).await,
+            Err(error) => Err(error),
+        };
+        match authorised {
             Ok(_) => inner.instrumenter.timing(
                 &format!("success.{}", endpoint.name),
                 started.elapsed(),

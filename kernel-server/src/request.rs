@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use kernel_auth::{Scope, User};
 use kernel_client::{Call, Client};
 use kernel_transport::{ContentType, Envelope, Message};
 
@@ -47,11 +48,12 @@ pub struct RequestContext {
     pub(crate) deadline: Option<SystemTime>,
     pub(crate) content_type: ContentType,
     pub(crate) headers: HashMap<String, String>,
+    pub(crate) scope: Scope,
 }
 
 impl RequestContext {
     /// Everything but the payload of a received envelope.
-    pub(crate) fn from_envelope(envelope: &Envelope) -> Self {
+    pub(crate) fn from_envelope(envelope: &Envelope, scope: Scope) -> Self {
         RequestContext {
             service: envelope.service.clone(),
             endpoint: envelope.endpoint.clone(),
@@ -64,6 +66,7 @@ impl RequestContext {
             deadline: envelope.deadline,
             content_type: envelope.content_type,
             headers: envelope.headers.clone(),
+            scope,
         }
     }
 }
@@ -147,6 +150,22 @@ impl<T> Request<T> {
         self.context.headers.get(name).map(String::as_str)
     }
 
+    /// Who the request acts for: its signed-in user (recovered from its session before the
+    /// endpoint's authoriser ran, unless the endpoint is open) and the calling service.
+    pub fn scope(&self) -> &Scope {
+        &self.context.scope
+    }
+
+    /// The scope, to sign a user in or out from a handler.
+    pub fn scope_mut(&mut self) -> &mut Scope {
+        &mut self.context.scope
+    }
+
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<&User> {
+        self.context.scope.auth_user()
+    }
+
     /// A call made on behalf of this request; see [`RequestContext::call`].
     pub fn call<'a, Rsp: Message>(
         &self,
@@ -210,7 +229,7 @@ impl RequestContext {
     /// }
     /// let calls = client.calling_as("com.example.frontend");
     /// let service = Service::builder("com.example.frontend", &client)
-    ///     .endpoint(Endpoint::with_state("check", calls, check))
+    ///     .endpoint(Endpoint::with_state("check", calls, check).open())
     ///     .build()?;
     /// # drop(service);
     /// # Ok::<(), Error>(())
@@ -222,9 +241,14 @@ impl RequestContext {
         endpoint: &'a str,
         request: &'a impl Message,
     ) -> Call<'a, Rsp> {
+        // The scope's user, if a handler signed one in; else the session the request named.
+        let session_id = self.scope.auth_user().map_or_else(
+            || self.session_id.clone(),
+            |user| user.session_id().to_owned(),
+        );
         let call = client
             .call(service, endpoint, request)
-            .session_id(self.session_id.clone())
+            .session_id(session_id)
             .trace_id(self.trace_id.clone())
             .parent_message_id(self.message_id.clone());
         match self.deadline {

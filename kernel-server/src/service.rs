@@ -56,7 +56,7 @@ pub const DEFAULT_MAX_SESSION_ID: usize = 1024;
 /// let client = Client::new(InProcessTransport::new()).calling_as("com.example.caller");
 /// let service = Service::builder("com.example.config", &client)
 ///     .version("1.0.0")
-///     .endpoint(Endpoint::new("loadedconfig", config))
+///     .endpoint(Endpoint::new("loadedconfig", config).open())
 ///     .build()?;
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let running = tokio::spawn(service.serve_with_shutdown(async { stopped.await.ok(); }));
@@ -91,6 +91,7 @@ pub(crate) struct Inner {
     pub(crate) replies: ReplyCache,
     pub(crate) ops: Arc<Operations>,
     pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    pub(crate) auth: Option<kernel_auth::Auth>,
     #[cfg(feature = "prometheus")]
     pub(crate) prometheus: Option<(std::net::SocketAddr, kernel_inst::PrometheusInstrumenter)>,
 }

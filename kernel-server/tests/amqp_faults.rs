@@ -53,7 +53,7 @@ fn slow_greeter(
             })
         }
     };
-    Service::builder(name, client).endpoint(Endpoint::new("hello", hello))
+    Service::builder(name, client).endpoint(Endpoint::new("hello", hello).open())
 }
 
 fn hello(name: &str) -> HelloRequest {

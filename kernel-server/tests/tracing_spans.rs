@@ -89,7 +89,7 @@ async fn a_handler_logs_inside_its_request_span_inside_the_call_span() {
     };
     let server_side = kernel_client::Client::new(broker.connect());
     let service = Service::builder(&name, &server_side)
-        .endpoint(Endpoint::new("hello", hello))
+        .endpoint(Endpoint::new("hello", hello).open())
         .build()
         .unwrap();
     let running = support::serve(service).await;

@@ -110,7 +110,7 @@ async fn serve(broker: &InProcessBroker, name: &str) {
         })
     };
     let service = Service::builder(name, &server_client)
-        .endpoint(Endpoint::new("echo", echo))
+        .endpoint(Endpoint::new("echo", echo).open())
         .capacity(64)
         .build()
         .unwrap();

@@ -261,7 +261,7 @@ impl KernelEcho {
             })
         };
         let server = Service::builder(&service, &server_client)
-            .endpoint(Endpoint::new("echo", echo))
+            .endpoint(Endpoint::new("echo", echo).open())
             .capacity(64)
             .build()
             .unwrap();

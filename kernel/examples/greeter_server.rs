@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
         .await?
         .version("1.0.0")
         .description("Greets people by name")
-        .endpoint(Endpoint::with_state("hello", instance, hello))
+        .endpoint(Endpoint::with_state("hello", instance, hello).open())
         .build()?;
     let publisher = service.client().clone();
     tokio::spawn(announce(publisher));

@@ -39,7 +39,11 @@ async fn main() -> Result<(), Error> {
 
     let greeter = Service::builder(GREETER, &client)
         .version("1.0.0")
-        .endpoint(Endpoint::new("hello", hello).mean_time(Duration::from_millis(1)))
+        .endpoint(
+            Endpoint::new("hello", hello)
+                .open()
+                .mean_time(Duration::from_millis(1)),
+        )
         .build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(greeter.serve_with_shutdown(async {

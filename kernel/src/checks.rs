@@ -13,7 +13,7 @@ use kernel_server::{HealthCheck, Measurements, Unhealthy};
 ///
 /// # async fn hello(_: Request<kernel::proto::examples::HelloRequest>) -> Result<kernel::proto::examples::HelloResponse, Error> { unimplemented!() }
 /// let service = Service::builder("com.example.scheduler", &client)
-///     .endpoint(Endpoint::new("hello", hello))
+///     .endpoint(Endpoint::new("hello", hello).open())
 ///     .health_check(kernel::checks::zookeeper(zookeeper))
 ///     .build()?;
 /// # drop(service); Ok(()) }

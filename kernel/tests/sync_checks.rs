@@ -19,7 +19,8 @@ async fn hello(_: Request<HelloRequest>) -> Result<HelloResponse, Error> {
 async fn health_with(checks: Vec<kernel::server::HealthCheck>) -> HealthResponse {
     let client = Client::new(InProcessTransport::new());
     let name = unique("sync.checks");
-    let mut builder = Service::builder(&name, &client).endpoint(Endpoint::new("hello", hello));
+    let mut builder =
+        Service::builder(&name, &client).endpoint(Endpoint::new("hello", hello).open());
     for check in checks {
         builder = builder.health_check(check);
     }

@@ -471,7 +471,7 @@ mod otel {
         let client =
             Client::new(kernel::transport::InProcessTransport::new()).calling_as("com.example.web");
         let service = Service::builder("com.example.greeter", &client)
-            .endpoint(Endpoint::new("hello", hello))
+            .endpoint(Endpoint::new("hello", hello).open())
             .build()
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -77,7 +77,7 @@ pub async fn dependency(broker: &InProcessBroker, name: &str, mode: Mode) -> Arc
     state.set(mode);
     let server_client = Client::new(broker.connect());
     let service = Service::builder(name, &server_client)
-        .endpoint(Endpoint::with_state(ENDPOINT, Arc::clone(&state), work))
+        .endpoint(Endpoint::with_state(ENDPOINT, Arc::clone(&state), work).open())
         .capacity(64)
         .build()
         .expect("a valid service");

@@ -1,9 +1,9 @@
 //! The default endpoints: `health`, `stats`, `loadedconfig` and `jsonschema`.
 //!
 //! Every service has them, with these names; a service's own endpoint of the same name
-//! replaces the default one. `health` and `jsonschema` are for monitoring and tooling; `stats`
-//! and `loadedconfig` will be restricted (ADMIN) once `kernel-auth` gives endpoints
-//! authorisers, and are open until then: `loadedconfig` never shows a secret.
+//! replaces the default one. `health` and `jsonschema` are open, for monitoring and tooling;
+//! `stats` and `loadedconfig` take the default authoriser (ADMIN). `loadedconfig` never shows a
+//! secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +33,11 @@ pub(crate) fn defaults(ops: &Arc<Operations>) -> Vec<Endpoint> {
         .unwrap_or_default();
     vec![
         Endpoint::with_state("health", Arc::clone(ops), health)
-            .upper95(crate::DEFAULT_UPPER95.max(slowest + Duration::from_millis(100))),
+            .upper95(crate::DEFAULT_UPPER95.max(slowest + Duration::from_millis(100)))
+            .open(),
         Endpoint::with_state("stats", Arc::clone(ops), stats_endpoint),
         Endpoint::with_state("loadedconfig", Arc::clone(ops), loaded_config),
-        Endpoint::with_state("jsonschema", Arc::clone(ops), json_schema),
+        Endpoint::with_state("jsonschema", Arc::clone(ops), json_schema).open(),
     ]
 }
 

@@ -177,10 +177,10 @@ pub fn greeter(
     };
     Service::builder(name, client)
         .version("1.0.0")
-        .endpoint(Endpoint::new("hello", hello))
-        .endpoint(Endpoint::new("fail", fail))
-        .endpoint(Endpoint::new("panic", panic))
-        .endpoint(Endpoint::new("expired", expired))
+        .endpoint(Endpoint::new("hello", hello).open())
+        .endpoint(Endpoint::new("fail", fail).open())
+        .endpoint(Endpoint::new("panic", panic).open())
+        .endpoint(Endpoint::new("expired", expired).open())
 }
 
 /// A client on a new "process" of the harness.
@@ -294,7 +294,11 @@ pub async fn publication_reaches_two_services(harness: impl Harness) {
             }
         };
         let service = Service::builder(unique(subscriber), &client(&harness).await)
-            .endpoint(Endpoint::new("greeted", on_greeted).subscribe(&topic))
+            .endpoint(
+                Endpoint::new("greeted", on_greeted)
+                    .open()
+                    .subscribe(&topic),
+            )
             .build()
             .unwrap();
         running.push(serve(service).await);
@@ -480,7 +484,7 @@ pub async fn late_reply_to_attempt_one_completes_the_call(harness: impl Harness)
         seen: Arc::clone(&retried),
     };
     let service = Service::builder(&name, &client(&harness).await)
-        .endpoint(Endpoint::new("hello", handler))
+        .endpoint(Endpoint::new("hello", handler).open())
         .instrumenter(Arc::new(signal))
         .build()
         .unwrap();
@@ -663,7 +667,7 @@ pub async fn shutdown_finishes_in_flight_calls(harness: impl Harness) {
         }
     };
     let service = Service::builder(&name, &client(&harness).await)
-        .endpoint(Endpoint::new("hello", handler))
+        .endpoint(Endpoint::new("hello", handler).open())
         .build()
         .unwrap();
     let running = serve(service).await;
@@ -721,7 +725,7 @@ pub async fn calls_made_for_a_request_inherit_its_context(harness: impl Harness)
     };
     let back_side = client(&harness).await;
     let back_service = Service::builder(&back, &back_side)
-        .endpoint(Endpoint::new("context", seen_by_back))
+        .endpoint(Endpoint::new("context", seen_by_back).open())
         .build()
         .unwrap();
     let back_running = serve(back_service).await;
@@ -753,7 +757,7 @@ pub async fn calls_made_for_a_request_inherit_its_context(harness: impl Harness)
         }
     };
     let front_service = Service::builder(&front, &front_side)
-        .endpoint(Endpoint::new("relay", relay))
+        .endpoint(Endpoint::new("relay", relay).open())
         .build()
         .unwrap();
     let front_running = serve(front_service).await;
@@ -838,7 +842,7 @@ async fn flood_and_trickle(harness: impl Harness, rotate: bool) {
     let server_side = client(&harness).await;
     let service = Service::builder(&name, &server_side)
         .capacity(2)
-        .endpoint(Endpoint::new("slow", slow))
+        .endpoint(Endpoint::new("slow", slow).open())
         .build()
         .unwrap();
     let running = serve(service).await;

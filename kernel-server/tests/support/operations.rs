@@ -15,10 +15,63 @@ use kernel_transport::{ContentType, Envelope, MessageType};
 
 use super::*;
 
+/// An ADMIN session the service can verify: signed with a key its `Auth` knows and put in the
+/// cache the service reads (as the login service's answer would be), and that `Auth`.
+pub async fn admin_session(client: &Client) -> (String, kernel_auth::Auth) {
+    use kernel_auth::{Cached, Claims, Keyring, MemorySessionCache, SessionCache, TokenSigner};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let signer = TokenSigner::generate("test").unwrap();
+    let mut keys = Keyring::new();
+    keys.insert(signer.key_id(), signer.public_key()).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let session = unique("session");
+    let token = signer.sign(&Claims {
+        session_id: session.clone(),
+        mechanism: "h2".into(),
+        device: "test".into(),
+        user_id: "operator".into(),
+        created: now,
+        expires: now + 600,
+        renew: None,
+        roles: vec!["ADMIN".into()],
+    });
+    let cache = MemorySessionCache::default();
+    cache
+        .put(&session, Cached::Token(token), Duration::from_secs(600))
+        .await
+        .unwrap();
+    let auth = kernel_auth::Auth::builder(client)
+        .keys(keys)
+        .fixed_keys()
+        .cache(cache)
+        .build();
+    (session, auth)
+}
+
 /// `health`, `stats`, `loadedconfig` and `jsonschema` answer on every service, in protobuf
-/// and in JSON, with what the instance really did.
+/// and in JSON, with what the instance really did; `stats` and `loadedconfig` only to ADMIN.
 pub async fn default_endpoints_answer_in_protobuf_and_json(harness: impl Harness) {
-    let (service, _, running, client) = greeter_and_client(&harness).await;
+    let service = unique("greeter");
+    let server_side = client(&harness).await;
+    let (session, auth) = admin_session(&server_side).await;
+    let running = serve(
+        greeter(&service, "a", Arc::default(), &server_side)
+            .auth(auth)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let client = client(&harness).await;
+    for operator_only in ["stats", "loadedconfig"] {
+        let request = Envelope::request(&service, operator_only, ContentType::Json, "{}".into());
+        let reply = raw_call(&harness, &service, request).await;
+        let refused: PlatformError = codec::decode(reply.content_type, &reply.payload).unwrap();
+        assert_eq!(refused.code, "kernel.auth.notsignedin", "{operator_only}");
+    }
     for name in ["ada", "grace"] {
         let _: HelloResponse = client.call(&service, "hello", &hello(name)).await.unwrap();
     }
@@ -57,6 +110,7 @@ pub async fn default_endpoints_answer_in_protobuf_and_json(harness: impl Harness
 
     let stats: StatsResponse = client
         .call(&service, "stats", &StatsRequest {})
+        .session_id(&session)
         .await
         .unwrap();
     assert_eq!(stats.service_name, service);
@@ -83,6 +137,7 @@ pub async fn default_endpoints_answer_in_protobuf_and_json(harness: impl Harness
 
     let config: LoadedConfigResponse = client
         .call(&service, "loadedconfig", &LoadedConfigRequest {})
+        .session_id(&session)
         .await
         .unwrap();
     let config: serde_json::Value = serde_json::from_str(&config.config).unwrap();
@@ -109,14 +164,16 @@ pub async fn default_endpoints_answer_in_protobuf_and_json(harness: impl Harness
 
     // The same over JSON, as a client in another language would ask.
     for endpoint in ["health", "stats", "loadedconfig", "jsonschema"] {
-        let request = Envelope::request(&service, endpoint, ContentType::Json, "{}".into());
+        let mut request = Envelope::request(&service, endpoint, ContentType::Json, "{}".into());
+        request.session_id = session.clone();
         let reply = raw_call(&harness, &service, request).await;
         assert_eq!(reply.message_type, MessageType::Reply, "{endpoint}");
         assert_eq!(reply.content_type, ContentType::Json, "{endpoint}");
         let json: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
         assert!(json.is_object(), "{endpoint}: {json}");
     }
-    let request = Envelope::request(&service, "stats", ContentType::Json, "{}".into());
+    let mut request = Envelope::request(&service, "stats", ContentType::Json, "{}".into());
+    request.session_id = session.clone();
     let reply = raw_call(&harness, &service, request).await;
     let json: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(json["instanceId"], health.instance_id.as_str(), "{json}");
@@ -183,6 +240,7 @@ pub async fn the_registry_sees_instances_come_and_go(harness: impl Harness) {
                     kernel_server::Endpoint::new("slow", |_: Request<HelloRequest>| async {
                         Ok::<_, Error>(HelloResponse::default())
                     })
+                    .open()
                     .upper95(Duration::from_millis(1500)),
                 )
                 .build()
@@ -254,7 +312,7 @@ pub async fn a_trace_id_is_made_and_seen_two_hops_down(harness: impl Harness) {
     let back_side = client(&harness).await;
     let back_running = serve(
         Service::builder(&back, &back_side)
-            .endpoint(Endpoint::new("report", report))
+            .endpoint(Endpoint::new("report", report).open())
             .build()
             .unwrap(),
     )
@@ -281,10 +339,9 @@ pub async fn a_trace_id_is_made_and_seen_two_hops_down(harness: impl Harness) {
     let middle_side = client(&harness).await;
     let middle_running = serve(
         Service::builder(&middle, &middle_side)
-            .endpoint(Endpoint::new(
-                "relay",
-                relay(middle_side.clone(), back.clone(), "report"),
-            ))
+            .endpoint(
+                Endpoint::new("relay", relay(middle_side.clone(), back.clone(), "report")).open(),
+            )
             .build()
             .unwrap(),
     )
@@ -292,10 +349,9 @@ pub async fn a_trace_id_is_made_and_seen_two_hops_down(harness: impl Harness) {
     let front_side = client(&harness).await;
     let front_running = serve(
         Service::builder(&front, &front_side)
-            .endpoint(Endpoint::new(
-                "relay",
-                relay(front_side.clone(), middle.clone(), "relay"),
-            ))
+            .endpoint(
+                Endpoint::new("relay", relay(front_side.clone(), middle.clone(), "relay")).open(),
+            )
             .build()
             .unwrap(),
     )
