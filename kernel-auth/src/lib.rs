@@ -18,6 +18,7 @@ pub use token::{Claims, Keyring, TokenError, TokenSigner};
 mod auth;
 mod authoriser;
 mod cache;
+mod config;
 mod rules;
 mod scope;
 
@@ -27,6 +28,7 @@ pub use auth::{
 };
 pub use authoriser::Authoriser;
 pub use cache::{CacheError, Cached, DEFAULT_CACHE_CAPACITY, MemorySessionCache, SessionCache};
+pub use config::AuthConfig;
 pub use rules::{ServiceRule, ServiceRules};
 pub use scope::{Scope, User};
 

@@ -70,6 +70,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[metrics]`: statsd and Prometheus.
     pub metrics: MetricsConfig,
+    /// `[auth]`: the login service, public keys, service-to-service rules.
+    pub auth: kernel_auth::AuthConfig,
     /// `[log]`: log format and filter, span export (used by [`telemetry::init`](crate::telemetry::init)).
     pub log: crate::telemetry::LogConfig,
 }
@@ -118,6 +120,7 @@ impl Config {
         self.client.check().map_err(|e| e.within("client"))?;
         self.server.check().map_err(|e| e.within("server"))?;
         self.sync.check().map_err(|e| e.within("sync"))?;
+        self.auth.check().map_err(|e| e.within("auth"))?;
         if let Some(addr) = &self.metrics.statsd_addr
             && addr
                 .rsplit_once(':')

@@ -54,7 +54,14 @@ impl ServiceFromEnv for Service {
         let shown = serde_json::to_value(config.redacted()).map_err(|error| {
             Error::internal_server_error(crate::INVALID_CONFIG, error.to_string())
         })?;
-        let mut builder = Service::builder(name, &client).config(&config.server);
+        let auth = config
+            .auth
+            .build(&client.calling_as(name.clone()))
+            .map_err(Error::from)?;
+        crate::reload::watch_rules(client.downgrade(), auth.clone());
+        let mut builder = Service::builder(name, &client)
+            .config(&config.server)
+            .auth(auth);
         if let serde_json::Value::Object(sections) = shown {
             for (section, value) in sections {
                 builder = builder.loaded_config(section, value);

@@ -19,7 +19,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Error> {
 //! let service = Service::from_env("com.example.greeter").await?
-//!     .endpoint(Endpoint::new("hello", hello))
+//!     .endpoint(Endpoint::new("hello", hello).open())
 //!     .build()?;
 //! let client = service.client().clone();
 //! tokio::spawn(service.serve_with_shutdown(kernel::shutdown_signal()));
@@ -41,6 +41,7 @@
 //! | `kernel-client` | [`Client`], [`client`] | calls, publications, parallel calls |
 //! | `kernel-server` | [`Service`], [`Endpoint`], [`Request`], [`server`] | services, handlers, default endpoints, health checks |
 //! | `kernel-sync` | [`sync`] | region locks, leaders and the global lock |
+//! | `kernel-auth` | [`auth`] | tokens, roles, scopes, authorisers, service-to-service rules |
 //!
 //! # Feature flags
 //! | feature | enables | default |
@@ -66,6 +67,7 @@ pub mod telemetry;
 
 pub use config::{Config, DEFAULT_CONFIG_FILE};
 pub use env::{ClientFromEnv, ServiceFromEnv};
+pub use kernel_auth as auth;
 pub use kernel_client::{self as client, Client};
 pub use kernel_errors::INVALID_CONFIG;
 pub use kernel_errors::{self as errors, Error, Kind};

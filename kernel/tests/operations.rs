@@ -9,11 +9,14 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use figment::Jail;
+use kernel::auth::{Claims, TokenSigner};
 use kernel::client::BreakerOptions;
 use kernel::prelude::*;
 use kernel::proto::examples::{HelloRequest, HelloResponse};
+use kernel::proto::login::{ReadSessionRequest, ReadSessionResponse};
 use kernel::proto::platform::{LoadedConfigRequest, LoadedConfigResponse};
 use kernel_testkit::bounded;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 async fn hello(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
     match request.message().name.as_str() {
@@ -95,7 +98,7 @@ fn metrics_reach_a_real_statsd_socket_under_h2s_names() {
             let service = Service::from_env(name)
                 .await
                 .unwrap()
-                .endpoint(Endpoint::new("hello", hello))
+                .endpoint(Endpoint::new("hello", hello).open())
                 .build()
                 .unwrap();
             let client = service.client().clone();
@@ -139,13 +142,58 @@ fn metrics_reach_a_real_statsd_socket_under_h2s_names() {
     }
 }
 
+/// A login service that knows one ADMIN session, signed with `signer`.
+fn fake_login(client: &Client, signer: &TokenSigner, session: &str) -> Service {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = signer.sign(&Claims {
+        session_id: session.to_owned(),
+        mechanism: "h2".into(),
+        device: "test".into(),
+        user_id: "operator".into(),
+        created: now,
+        expires: now + 600,
+        renew: None,
+        roles: vec!["ADMIN".into()],
+    });
+    let known = (session.to_owned(), token);
+    let read = move |request: Request<ReadSessionRequest>| {
+        let (session, token) = known.clone();
+        async move {
+            if request.message().session_id != session {
+                return Err(Error::not_found(
+                    "kernel.login.readsession.notfound",
+                    "no such session",
+                ));
+            }
+            Ok(ReadSessionResponse {
+                session_id: session,
+                token,
+            })
+        }
+    };
+    Service::builder("kernel.login", client)
+        .endpoint(Endpoint::new("readsession", read).open())
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn loadedconfig_shows_every_section_from_file_and_environment() {
+    use base64::Engine as _;
+
     let name = "com.example.ops.config";
+    let signer = TokenSigner::generate("ops").unwrap();
+    let public_key = base64::engine::general_purpose::STANDARD.encode(signer.public_key());
     in_jail(|jail| {
         jail.create_file(
             "kernel.toml",
-            "[server]\ncapacity = 7\n[client.breaker]\nthreshold = 0.8\n",
+            &format!(
+                "[server]\ncapacity = 7\n[client.breaker]\nthreshold = 0.8\n\
+                 [auth]\nfetch_keys = false\n[auth.public_keys]\nops = \"{public_key}\"\n"
+            ),
         )?;
         jail.set_env("KERNEL_CLIENT__ATTEMPTS", "2");
         jail.set_env("KERNEL_ZK_HOSTS", "127.0.0.1:2181");
@@ -153,14 +201,21 @@ fn loadedconfig_shows_every_section_from_file_and_environment() {
             let service = Service::from_env(name)
                 .await
                 .unwrap()
-                .endpoint(Endpoint::new("hello", hello))
+                .endpoint(Endpoint::new("hello", hello).open())
                 .build()
                 .unwrap();
             let client = service.client().clone();
+            let login = serve(fake_login(&client, &signer, "session-1"));
             let running = serve(service);
             until_served(&client, name).await;
+            // Operators only: the configured public key verifies the login service's token.
+            let anonymous = client
+                .call::<LoadedConfigResponse>(name, "loadedconfig", &LoadedConfigRequest {})
+                .await;
+            assert_eq!(anonymous.unwrap_err().code(), "kernel.auth.notsignedin");
             let shown: LoadedConfigResponse = client
                 .call(name, "loadedconfig", &LoadedConfigRequest {})
+                .session_id("session-1")
                 .await
                 .unwrap();
             let shown: serde_json::Value = serde_json::from_str(&shown.config).unwrap();
@@ -179,7 +234,13 @@ fn loadedconfig_shows_every_section_from_file_and_environment() {
                 shown["transport"].is_object() && shown["metrics"].is_object(),
                 "{shown}"
             );
+            assert_eq!(
+                shown["auth"]["public_keys"]["ops"],
+                public_key.as_str(),
+                "{shown}"
+            );
             stop(running).await;
+            stop(login).await;
         });
 
         jail.set_env("KERNEL_SERVER__CAPACITY", "none");
@@ -253,7 +314,7 @@ fn prometheus_scrapes_and_kubernetes_probes_over_http() {
             let service = Service::from_env(name)
                 .await
                 .unwrap()
-                .endpoint(Endpoint::new("hello", hello))
+                .endpoint(Endpoint::new("hello", hello).open())
                 .build()
                 .unwrap();
             let probe = service.clone();
