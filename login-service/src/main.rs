@@ -106,19 +106,17 @@ struct AddUser {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Serve(serve) => run(serve).await,
+    let cli = Cli::parse();
+    let config = kernel::Config::load()?;
+    // Log lines (and spans, with `[log] otlp_endpoint`) as every kernel service makes them.
+    let _telemetry = kernel::telemetry::init(kernel_auth::DEFAULT_LOGIN_SERVICE, &config.log)?;
+    match cli.command {
+        Command::Serve(serve) => run(serve, &config).await,
         Command::User(UserCommand::Add(add)) => add_user(add).await,
     }
 }
 
-async fn run(serve: Serve) -> Result<(), Error> {
+async fn run(serve: Serve, config: &kernel::Config) -> Result<(), Error> {
     let store = store(&serve.store, false).await?;
     let signer = match &serve.signing_key {
         Some(seed) => signer_from_base64(&serve.key_id, seed)?,
@@ -153,7 +151,6 @@ async fn run(serve: Serve) -> Result<(), Error> {
     }
     let login = builder.build()?;
 
-    let config = kernel::Config::load()?;
     let client = Client::from_env().await?;
     let service = login
         .service(&client)
