@@ -1,4 +1,5 @@
-//! The endpoints: `auth`, `readsession`, `deletesession`, `publickeys`.
+//! The endpoints: `auth`, `readsession`, `deletesession`, `publickeys` (open: every caller
+//! needs them before it is anyone) and `createuser` (ADMIN).
 
 use std::time::{Duration, SystemTime};
 
@@ -6,8 +7,9 @@ use kernel_auth::{Claims, SIGNED_OUT_TOPIC};
 use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_proto::login::{
-    AuthRequest, AuthResponse, DeleteSessionRequest, DeleteSessionResponse, PublicKey,
-    PublicKeysRequest, PublicKeysResponse, ReadSessionRequest, ReadSessionResponse, SignedOut,
+    AuthRequest, AuthResponse, CreateUserRequest, CreateUserResponse, DeleteSessionRequest,
+    DeleteSessionResponse, PublicKey, PublicKeysRequest, PublicKeysResponse, ReadSessionRequest,
+    ReadSessionResponse, SignedOut,
 };
 use kernel_server::{Endpoint, Request};
 
@@ -33,18 +35,46 @@ pub(crate) fn endpoints(login: &LoginService, client: Client) -> Vec<Endpoint> {
     vec![
         // An Argon2 check takes tens of milliseconds and may queue behind others.
         Endpoint::with_state("auth", login.clone(), auth)
+            .open()
             .mean_time(Duration::from_millis(250))
             .upper95(Duration::from_secs(2)),
+        // The session id is the secret: whoever holds it may read or end the session.
         Endpoint::with_state("readsession", login.clone(), read_session)
+            .open()
             .mean_time(Duration::from_millis(5))
             .upper95(Duration::from_millis(50)),
         Endpoint::with_state("deletesession", publisher, delete_session)
+            .open()
             .mean_time(Duration::from_millis(10))
             .upper95(Duration::from_millis(100)),
         Endpoint::with_state("publickeys", login.clone(), public_keys)
+            .open()
             .mean_time(Duration::from_millis(5))
             .upper95(Duration::from_millis(50)),
+        // ADMIN only (the default authoriser).
+        Endpoint::with_state("createuser", login.clone(), create_user)
+            .mean_time(Duration::from_millis(250))
+            .upper95(Duration::from_secs(2)),
     ]
+}
+
+/// Creates or replaces a user (ADMIN only): the admin path besides `kernel-login user add`.
+async fn create_user(
+    login: LoginService,
+    request: Request<CreateUserRequest>,
+) -> Result<CreateUserResponse, Error> {
+    let request = request.into_message();
+    let user = login
+        .put_user(
+            &request.username,
+            &request.password,
+            request.roles,
+            request.replace,
+        )
+        .await?;
+    Ok(CreateUserResponse {
+        user_id: user.user_id,
+    })
 }
 
 fn bad_credentials() -> Error {

@@ -174,9 +174,28 @@ impl LoginService {
         self.endpoints(client).into_iter().fold(
             Service::builder(self.inner.name.clone(), client)
                 .version(env!("CARGO_PKG_VERSION"))
-                .description("Signs users in: passwords, sessions and signed session tokens"),
+                .description("Signs users in: passwords, sessions and signed session tokens")
+                .auth(self.own_auth(client)),
             ServiceBuilder::endpoint,
         )
+    }
+
+    /// The service's own [`Auth`](kernel_auth::Auth), for its ADMIN endpoint: it verifies
+    /// with the service's own keys (never fetched) and reads sessions from itself.
+    fn own_auth(&self, client: &Client) -> kernel_auth::Auth {
+        let inner = &self.inner;
+        let mut keys = kernel_auth::Keyring::new();
+        let own = std::iter::once((inner.signer.key_id().to_owned(), inner.signer.public_key()));
+        for (key_id, public) in own.chain(inner.retired.iter().cloned()) {
+            if let Err(error) = keys.insert(&key_id, public) {
+                tracing::warn!(%error, "a key of the login service's own refused");
+            }
+        }
+        kernel_auth::Auth::builder(client)
+            .login_service(inner.name.clone())
+            .keys(keys)
+            .fixed_keys()
+            .build()
     }
 
     /// Creates (or, with `replace`, replaces) the user `username` with `password` (hashed

@@ -303,3 +303,56 @@ async fn public_keys_include_the_retired_keys() {
         ]
     );
 }
+
+/// `createuser` is for ADMIN only: refused without a session and for a user without the
+/// role, and the user it creates (an ADMIN signed in) can sign in.
+#[tokio::test]
+async fn createuser_needs_an_admin_and_its_user_can_sign_in() {
+    use kernel_proto::login::{CreateUserRequest, CreateUserResponse};
+
+    let (_login, _running, client) = started(AttemptPolicy::default()).await;
+    let grace = CreateUserRequest {
+        username: "grace".into(),
+        password: "grace's long password".into(),
+        roles: vec!["CUSTOMER".into()],
+        replace: false,
+    };
+    let anonymous = client
+        .call::<CreateUserResponse>(LOGIN, "createuser", &grace)
+        .await;
+    assert_eq!(anonymous.unwrap_err().code(), auth_codes::NOT_SIGNED_IN);
+
+    let auth = Auth::builder(&client).build();
+    let admin = bounded("ada signs in", auth.authenticate(&ada(ADA_PASSWORD)))
+        .await
+        .unwrap();
+    let created: CreateUserResponse = client
+        .call(LOGIN, "createuser", &grace)
+        .session_id(admin.session_id())
+        .await
+        .unwrap();
+    assert!(!created.user_id.is_empty());
+
+    let customer = bounded(
+        "grace signs in",
+        auth.authenticate(&Credentials::password(
+            "cli",
+            "grace",
+            "grace's long password",
+        )),
+    )
+    .await
+    .unwrap();
+    assert_eq!(customer.roles(), ["CUSTOMER"]);
+    let mallory = CreateUserRequest {
+        username: "mallory".into(),
+        password: "mallory's long password".into(),
+        roles: vec!["ADMIN".into()],
+        replace: false,
+    };
+    let refused = client
+        .call::<CreateUserResponse>(LOGIN, "createuser", &mallory)
+        .session_id(customer.session_id())
+        .await;
+    assert_eq!(refused.unwrap_err().code(), auth_codes::BAD_ROLE);
+}

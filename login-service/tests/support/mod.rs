@@ -98,7 +98,11 @@ pub async fn signed_out_listener(client: &Client) -> (Running, mpsc::UnboundedRe
         }
     };
     let service = Service::builder(unique("signedout"), client)
-        .endpoint(Endpoint::new("signedout", on_signed_out).subscribe(SIGNED_OUT_TOPIC))
+        .endpoint(
+            Endpoint::new("signedout", on_signed_out)
+                .open()
+                .subscribe(SIGNED_OUT_TOPIC),
+        )
         .build()
         .unwrap();
     (serve(service).await, received)

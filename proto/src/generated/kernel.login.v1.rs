@@ -198,3 +198,46 @@ impl ::prost::Name for SignedOut {
         "/kernel.login.v1.SignedOut".into()
     }
 }
+/// Creates (or with `replace`, replaces) a user (endpoint `createuser`, ADMIN only).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateUserRequest {
+    /// The user's name.
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// The password; stored as an Argon2id hash only.
+    #[prost(string, tag = "2")]
+    pub password: ::prost::alloc::string::String,
+    /// The user's roles, e.g. `ADMIN` or `CUSTOMER`.
+    #[prost(string, repeated, tag = "3")]
+    pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Replace an existing user of that name instead of refusing.
+    #[prost(bool, tag = "4")]
+    pub replace: bool,
+}
+impl ::prost::Name for CreateUserRequest {
+    const NAME: &'static str = "CreateUserRequest";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.CreateUserRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.CreateUserRequest".into()
+    }
+}
+/// The user created.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateUserResponse {
+    /// The new user's id.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+impl ::prost::Name for CreateUserResponse {
+    const NAME: &'static str = "CreateUserResponse";
+    const PACKAGE: &'static str = "kernel.login.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "kernel.login.v1.CreateUserResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/kernel.login.v1.CreateUserResponse".into()
+    }
+}
