@@ -43,6 +43,8 @@ pub struct Auth {
 }
 
 struct Inner {
+    /// Users this process has verified, until their tokens expire: the fast path.
+    verified: moka::sync::Cache<String, User>,
     cache: Arc<dyn SessionCache>,
     keys: RwLock<Keyring>,
     keys_fetched: Mutex<Option<Instant>>,
@@ -216,6 +218,10 @@ impl Auth {
             return Ok(None);
         }
         let inst = self.inner.inst.as_ref();
+        if let Some(user) = self.inner.verified.get(session_id) {
+            inst.counter("auth.cache.fetch.hit", 1, 1.0);
+            return Ok(Some(user));
+        }
         let started = Instant::now();
         let cached = self.inner.cache.get(session_id).await;
         inst.timing(
@@ -235,7 +241,11 @@ impl Auth {
             Ok(Some(Cached::Token(token))) => match self.verify(&token).await {
                 Ok(claims) => {
                     inst.counter("auth.cache.fetch.hit", 1, 1.0);
-                    return Ok(Some(User::new(claims, token)));
+                    let user = User::new(claims, token);
+                    self.inner
+                        .verified
+                        .insert(session_id.to_owned(), user.clone());
+                    return Ok(Some(user));
                 }
                 // Expired (perhaps renewable) or no longer verifiable: ask again.
                 Err(error) => tracing::debug!(%error, "cached token refused"),
@@ -301,6 +311,10 @@ impl Auth {
     }
 
     async fn remember(&self, claims: &Claims, token: &str) {
+        self.inner.verified.insert(
+            claims.session_id.clone(),
+            User::new(claims.clone(), token.to_owned()),
+        );
         let ttl = claims
             .expires_at()
             .duration_since(SystemTime::now())
@@ -395,6 +409,7 @@ impl Auth {
 
     /// Remembers session `session_id` as gone (signed out elsewhere) for [`SIGNED_OUT_TTL`].
     pub async fn invalidate(&self, session_id: &str) {
+        self.inner.verified.invalidate(session_id);
         let started = Instant::now();
         let stored = self
             .inner
@@ -507,6 +522,10 @@ impl AuthBuilder {
     pub fn build(self) -> Auth {
         Auth {
             inner: Arc::new(Inner {
+                verified: moka::sync::Cache::builder()
+                    .max_capacity(crate::DEFAULT_CACHE_CAPACITY)
+                    .expire_after(UntilTokenExpiry)
+                    .build(),
                 cache: self.cache,
                 keys: RwLock::new(self.keys),
                 keys_fetched: Mutex::new(None),
@@ -518,5 +537,18 @@ impl AuthBuilder {
                 inst: self.inst,
             }),
         }
+    }
+}
+
+/// A verified user is kept until their token expires.
+struct UntilTokenExpiry;
+
+impl moka::Expiry<String, User> for UntilTokenExpiry {
+    fn expire_after_create(&self, _: &String, user: &User, _: Instant) -> Option<Duration> {
+        Some(
+            user.expires_at()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default(),
+        )
     }
 }

@@ -10,71 +10,74 @@ use crate::rules::ServiceRules;
 use crate::token::Claims;
 use crate::{codes, has_role};
 
-/// A signed-in user: the claims of a verified session token.
+/// A signed-in user: the claims of a verified session token. Cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
+pub struct User(Arc<Verified>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Verified {
     claims: Claims,
     token: String,
 }
 
 impl User {
     pub(crate) fn new(claims: Claims, token: String) -> Self {
-        User { claims, token }
+        User(Arc::new(Verified { claims, token }))
     }
 
     /// The user's id.
     pub fn id(&self) -> &str {
-        &self.claims.user_id
+        &self.0.claims.user_id
     }
 
     /// The session's id (the `sessionID` header of calls made for the user).
     pub fn session_id(&self) -> &str {
-        &self.claims.session_id
+        &self.0.claims.session_id
     }
 
     /// The user's roles.
     pub fn roles(&self) -> &[String] {
-        &self.claims.roles
+        &self.0.claims.roles
     }
 
     /// Whether the user has `role`, by H2's matching ([`has_role`]).
     pub fn has_role(&self, role: &str) -> bool {
-        has_role(&self.claims.roles, role)
+        has_role(&self.0.claims.roles, role)
     }
 
     /// The mechanism the user signed in with.
     pub fn mechanism(&self) -> &str {
-        &self.claims.mechanism
+        &self.0.claims.mechanism
     }
 
     /// The kind of device.
     pub fn device(&self) -> &str {
-        &self.claims.device
+        &self.0.claims.device
     }
 
     /// The application: the mechanism without its `h2.` prefix, if it has one (H2's rule).
     pub fn application(&self) -> &str {
-        self.claims.mechanism.strip_prefix("h2.").unwrap_or("")
+        self.0.claims.mechanism.strip_prefix("h2.").unwrap_or("")
     }
 
     /// When the session's token expires.
     pub fn expires_at(&self) -> SystemTime {
-        self.claims.expires_at()
+        self.0.claims.expires_at()
     }
 
     /// Whether the session may be renewed.
     pub fn can_auto_renew(&self) -> bool {
-        self.claims.renew.is_some()
+        self.0.claims.renew.is_some()
     }
 
     /// All the claims.
     pub fn claims(&self) -> &Claims {
-        &self.claims
+        &self.0.claims
     }
 
     /// The signed token.
     pub fn token(&self) -> &str {
-        &self.token
+        &self.0.token
     }
 }
 
