@@ -242,6 +242,13 @@ impl ConnectOptions {
         self
     }
 
+    /// The user the connection logs in as: the URL's, percent-decoded, or `guest` when the
+    /// URL names none (AMQP's default). RabbitMQ refuses a message whose `user_id` property
+    /// is set to anything else (unless the user is tagged `impersonator`).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// Whether the connection uses TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
@@ -264,12 +271,12 @@ mod tests {
                 .expect("valid");
         assert_eq!(options.address(), "127.0.0.1:5682");
         assert_eq!(options.vhost, "my/vhost");
-        assert_eq!(options.user, "a@b");
+        assert_eq!(options.user(), "a@b");
         assert_eq!(options.password, "p/w");
         assert_eq!(options.frame_max, 8192);
         let default = ConnectOptions::from_url("amqp://localhost").expect("valid");
         assert_eq!((default.port, default.vhost.as_str()), (5672, "/"));
-        assert_eq!(default.user, "guest");
+        assert_eq!(default.user(), "guest");
     }
 
     #[test]

@@ -160,7 +160,9 @@ pub struct Envelope {
     pub endpoint: String,
     /// On publications: the topic.
     pub topic: String,
-    /// The calling service's name, if it has one.
+    /// The calling service's name, if it has one, as the sender wrote it: any publisher can
+    /// write any name here, so it serves fairness and logs, never authorisation (that is
+    /// [`user_id`](Self::user_id)).
     pub from: String,
     /// The caller's session id, if any.
     pub session_id: String,
@@ -170,6 +172,17 @@ pub struct Envelope {
     pub parent_message_id: String,
     /// On requests: when the caller stops waiting. Servers drop requests past it.
     pub deadline: Option<SystemTime>,
+    /// Who sent it, as the broker verified: on a received envelope, the sender's broker user
+    /// (RabbitMQ's `user_id` property, which the broker checks against the publisher's login;
+    /// the in-process broker stamps the user its transport connected as). Empty means
+    /// unknown: a peer that does not set it (an H2 or early v1 process), or a value that
+    /// cannot be a user name (not UTF-8, over 255 bytes).
+    ///
+    /// On an envelope to send it is ignored: the transport always sends its own identity
+    /// ([`Transport::user`](crate::Transport::user)), so a value from the input is never
+    /// forwarded. Unlike [`from`](Self::from), which any publisher can write, authorisation
+    /// may rely on it (`docs/security.md`).
+    pub user_id: String,
     /// Headers the contract does not name, passed through as they are.
     pub headers: HashMap<String, String>,
     /// The encoded message.

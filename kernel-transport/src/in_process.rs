@@ -89,8 +89,38 @@ impl InProcessBroker {
         Self::default()
     }
 
-    /// Connects a new transport (think: a process) with its own instance queue.
+    /// The user [`connect`](Self::connect) logs in as: `guest`, as an AMQP URL without a user
+    /// does.
+    pub const DEFAULT_USER: &'static str = "guest";
+
+    /// Connects a new transport (think: a process) with its own instance queue, logged in as
+    /// [`DEFAULT_USER`](Self::DEFAULT_USER).
     pub fn connect(&self) -> InProcessTransport {
+        self.connect_as(Self::DEFAULT_USER)
+    }
+
+    /// Connects a new transport logged in as `user`: every envelope it sends arrives with
+    /// [`user_id`](Envelope::user_id) = `user`, whatever the envelope said, as RabbitMQ
+    /// enforces for the user a connection logged in as. A name over 255 bytes (more than the
+    /// AMQP property holds) arrives as empty, unknown, as it would over AMQP.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kernel_transport::TransportError> {
+    /// use kernel_transport::{ContentType, Destination, Envelope, InProcessBroker, Source, Transport};
+    ///
+    /// let broker = InProcessBroker::new();
+    /// let (server, billing) = (broker.connect(), broker.connect_as("com.example.billing"));
+    /// let mut requests = server.consume(Source::Service { name: "users", capacity: 8 }).await?;
+    ///
+    /// let mut request = Envelope::request("users", "get", ContentType::Json, "{}".into());
+    /// request.user_id = "com.example.admin".into(); // a claim: ignored
+    /// billing.send(Destination::Service("users"), request).await?;
+    /// let delivery = requests.next().await.expect("a request");
+    /// assert_eq!(delivery.envelope.user_id, "com.example.billing");
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_as(&self, user: &str) -> InProcessTransport {
         let instance_queue = format!("instance-{}", crate::envelope::new_message_id());
         lock(&self.state)
             .queues
@@ -99,6 +129,7 @@ impl InProcessBroker {
             inner: Arc::new(TransportInner {
                 broker: self.clone(),
                 instance_queue,
+                user: user.to_owned(),
                 instance_consumed: AtomicBool::new(false),
             }),
         }
@@ -174,6 +205,8 @@ pub struct InProcessTransport {
 struct TransportInner {
     broker: InProcessBroker,
     instance_queue: String,
+    /// The user it is logged in as; stamped on everything it sends.
+    user: String,
     instance_consumed: AtomicBool,
 }
 
@@ -192,8 +225,10 @@ impl Default for InProcessTransport {
 }
 
 impl InProcessTransport {
-    /// A transport on a new broker of its own: enough for a service and its clients in one
-    /// process. Use [`InProcessBroker::connect`] for several "processes" on one broker.
+    /// A transport on a new broker of its own, logged in as
+    /// [`InProcessBroker::DEFAULT_USER`]: enough for a service and its clients in one process.
+    /// Use [`InProcessBroker::connect`] or [`connect_as`](InProcessBroker::connect_as) for
+    /// several "processes" on one broker.
     pub fn new() -> Self {
         InProcessBroker::new().connect()
     }
@@ -296,9 +331,11 @@ impl Transport for InProcessTransport {
     async fn send(
         &self,
         destination: Destination<'_>,
-        envelope: Envelope,
+        mut envelope: Envelope,
     ) -> Result<(), TransportError> {
         let broker = &self.inner.broker;
+        // What RabbitMQ enforces: the sender is who it logged in as, whatever it claims.
+        envelope.user_id = verified_user(&self.inner.user);
         match destination {
             Destination::Service(name) => {
                 check_name("service", name)?;
@@ -362,6 +399,20 @@ impl Transport for InProcessTransport {
 
     fn instance_queue(&self) -> &str {
         &self.inner.instance_queue
+    }
+
+    fn user(&self) -> &str {
+        &self.inner.user
+    }
+}
+
+/// The `user_id` a receiver sees for `user`: the name, unless it is longer than the AMQP
+/// property holds (255 bytes), then empty, as a receiver on RabbitMQ would read it.
+fn verified_user(user: &str) -> String {
+    if user.len() <= crate::error::MAX_NAME_LEN {
+        user.to_owned()
+    } else {
+        String::new()
     }
 }
 

@@ -30,6 +30,10 @@ use crate::{Envelope, TransportError};
 ///   hands a consumer at most `capacity` deliveries that it has not acked yet.
 /// - A subscription queue is shared by the consumers of one (service, topic) pair; every
 ///   subscribed service gets each publication once.
+/// - Identity: a received envelope's [`user_id`](Envelope::user_id) is the sending
+///   transport's [`user`](Self::user) as the broker vouches for it (or empty when unknown),
+///   never a value the sender chose: `send` stamps its own user on every envelope, and a
+///   broker that cannot vouch for a claim refuses or blanks it.
 /// - Dropping a [`Deliveries`] stream cancels the consumer; deliveries already taken can still
 ///   be settled. A [`Delivery`] (or its [`Acker`]) dropped unsettled goes back to its queue.
 #[async_trait::async_trait]
@@ -54,6 +58,14 @@ pub trait Transport: Send + Sync + 'static {
 
     /// This process's instance queue: where replies and heartbeats for it arrive.
     fn instance_queue(&self) -> &str;
+
+    /// The identity this transport sends as: the broker user it is logged in as. Every
+    /// envelope it sends carries it as [`Envelope::user_id`], whatever the envelope said, and
+    /// the broker vouches for it to the receiver. The default, for transports without broker
+    /// users (mocks), is `""`: unknown.
+    fn user(&self) -> &str {
+        ""
+    }
 
     /// Whether the transport can send now: the broker-connection health check. The default
     /// (for transports without a connection) is always `Ok`.
@@ -84,6 +96,10 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         (**self).instance_queue()
     }
 
+    fn user(&self) -> &str {
+        (**self).user()
+    }
+
     fn status(&self) -> Result<(), TransportError> {
         (**self).status()
     }
@@ -93,6 +109,7 @@ impl fmt::Debug for dyn Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
             .field("instance_queue", &self.instance_queue())
+            .field("user", &self.user())
             .finish_non_exhaustive()
     }
 }

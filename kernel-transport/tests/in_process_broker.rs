@@ -197,3 +197,63 @@ async fn unsettled_deliveries_return_to_the_queue() {
     let nothing = tokio::time::timeout(Duration::from_millis(20), work.next()).await;
     assert!(nothing.is_err(), "an acked delivery came back");
 }
+
+/// The broker stamps the sender's login on everything it sends, as RabbitMQ enforces: a
+/// request, its reply and a publication each arrive with the sending transport's user, not
+/// the one the envelope claims; `connect` logs in as `guest`.
+#[tokio::test]
+async fn every_envelope_arrives_with_its_senders_user_whatever_it_claimed() {
+    let broker = InProcessBroker::new();
+    let (a, b) = (broker.connect_as("a"), broker.connect_as("b"));
+    let guest = broker.connect();
+    assert_eq!((a.user(), b.user(), guest.user()), ("a", "b", "guest"));
+    assert_eq!(InProcessBroker::DEFAULT_USER, "guest");
+
+    let mut work = work_queue(&b, 4).await;
+    let mut forged = request("svc", 1);
+    forged.user_id = "b".into();
+    a.send(Destination::Service("svc"), forged).await.unwrap();
+    let delivery = work.next().await.unwrap();
+    assert_eq!(delivery.envelope.user_id, "a", "the claim of b is replaced");
+
+    let mut replies = a.consume(Source::Instance).await.unwrap();
+    let mut reply = delivery
+        .envelope
+        .reply(ContentType::Protobuf, vec![2].into());
+    reply.user_id = "a".into();
+    b.send(Destination::Instance(a.instance_queue()), reply)
+        .await
+        .unwrap();
+    assert_eq!(replies.next().await.unwrap().envelope.user_id, "b");
+
+    let mut audit = b
+        .consume(Source::Subscription {
+            service: "audit",
+            topic: "t",
+            capacity: 4,
+        })
+        .await
+        .unwrap();
+    let publication = Envelope::publication("t", ContentType::Protobuf, vec![3].into());
+    guest
+        .send(Destination::Topic("t"), publication)
+        .await
+        .unwrap();
+    assert_eq!(audit.next().await.unwrap().envelope.user_id, "guest");
+
+    // A name no AMQP property can carry arrives as unknown, as it would on RabbitMQ.
+    let long = broker.connect_as(&"x".repeat(256));
+    long.send(Destination::Service("svc"), request("svc", 4))
+        .await
+        .unwrap();
+    assert_eq!(work.next().await.unwrap().envelope.user_id, "");
+}
+
+/// A transport seen through `Arc<dyn Transport>` still says who it is.
+#[test]
+fn the_user_is_visible_through_a_shared_dyn_transport() {
+    let transport: std::sync::Arc<dyn Transport> =
+        std::sync::Arc::new(InProcessBroker::new().connect_as("svc.a"));
+    assert_eq!(transport.user(), "svc.a");
+    assert_eq!(std::sync::Arc::new(transport).user(), "svc.a");
+}

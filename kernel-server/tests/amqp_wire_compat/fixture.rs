@@ -107,6 +107,7 @@ impl Fixture {
         properties
     }
 
+    /// The shape recorded: what a v1 peer sends, without `user_id`.
     pub(crate) fn shape(&self) -> Shape {
         Shape {
             properties: self.properties.keys().cloned().collect(),
@@ -115,7 +116,22 @@ impl Fixture {
             message_type: self.headers.get("messageType").cloned().unwrap_or_default(),
             content_type: self.properties["content_type"].as_str().unwrap().to_owned(),
             delivery_mode: self.properties["delivery_mode"].as_u64().unwrap(),
+            user_id: String::new(),
         }
+    }
+
+    /// The shape the current kernel sends: the recorded one plus `user_id`, the broker user
+    /// of the kernel's test connection (`docs/wire.md` §4.1; v1 receivers ignore it).
+    pub(crate) fn shape_from_kernel(&self) -> Shape {
+        let mut shape = self.shape();
+        assert!(
+            !shape.properties.contains("user_id"),
+            "{}: the recorded v1 message has a user_id",
+            self.name
+        );
+        shape.properties.insert("user_id".into());
+        shape.user_id = kernel_user();
+        shape
     }
 
     /// The payload decoded as `M`, checked against the fixture's JSON rendering of it.
@@ -139,6 +155,17 @@ pub(crate) struct Shape {
     pub(crate) message_type: String,
     pub(crate) content_type: String,
     pub(crate) delivery_mode: u64,
+    /// The `user_id` property: the publisher's broker user; empty when absent.
+    pub(crate) user_id: String,
+}
+
+/// The broker user the kernel processes of these tests log in as (`KERNEL_AMQP_URL`'s).
+pub(crate) fn kernel_user() -> String {
+    let url = kernel_testkit::engine_address("KERNEL_AMQP_URL");
+    kernel_amqp::ConnectOptions::from_url(&url)
+        .unwrap()
+        .user()
+        .to_owned()
 }
 
 impl Shape {
@@ -182,6 +209,7 @@ impl Shape {
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
             delivery_mode: p.delivery_mode().map_or(0, u64::from),
+            user_id: property(p.user_id()),
         }
     }
 }

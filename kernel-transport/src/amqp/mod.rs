@@ -47,6 +47,12 @@ pub const INSTANCE_BUFFER: usize = 1024;
 /// process would send that cannot be carried (properties larger than a frame) fails with
 /// [`TransportError::TooLarge`] before anything is sent.
 ///
+/// Everything it publishes (requests, replies, pongs, publications) carries the AMQP `user_id`
+/// property set to the user it logged in as ([`Transport::user`]: the URL's, or `guest`),
+/// which RabbitMQ checks against the login; every delivery's `user_id` becomes the envelope's
+/// [`user_id`](Envelope::user_id). So a receiver knows which broker user sent a message, and
+/// no other user can claim to be it (`docs/security.md`).
+///
 /// The connection recovers by itself: when it is lost, the transport reconnects with capped
 /// back-off (200 ms doubling to 5 s) for as long as it is not closed, however long the broker
 /// is away; then it re-declares the exchanges and the instance queue under the same name, and
@@ -67,11 +73,14 @@ pub const INSTANCE_BUFFER: usize = 1024;
 ///
 /// let transport = AmqpTransport::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
 /// assert!(transport.instance_queue().starts_with("instance-"));
+/// assert_eq!(transport.user(), "guest");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct AmqpTransport {
     shared: Arc<Shared>,
+    /// The broker user the connection logs in as: the `user_id` of everything it publishes.
+    user: Arc<str>,
     instance_consumed: Arc<AtomicBool>,
 }
 
@@ -79,6 +88,7 @@ impl std::fmt::Debug for AmqpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpTransport")
             .field("instance_queue", &self.shared.instance_queue)
+            .field("user", &self.user)
             .field("connected", &self.shared.is_up())
             .finish()
     }
@@ -94,7 +104,8 @@ impl AmqpTransport {
     /// about 30 s) or refuses the login; [`TransportError::Broker`] if it refuses a
     /// declaration (e.g. an exchange of the same name but another type);
     /// [`TransportError::InvalidUrl`] for a URL that is not one (its text never shows the
-    /// password).
+    /// password), or whose user name is longer than the 255 bytes the `user_id` property
+    /// holds.
     pub async fn connect(url: &str) -> Result<Self, TransportError> {
         Self::connect_with(url, Limits::default()).await
     }
@@ -109,9 +120,18 @@ impl AmqpTransport {
             .map_err(|error| TransportError::InvalidUrl(error.to_string()))?
             .connection_name(instance_queue.as_str())
             .limits(limits);
+        let user = Arc::<str>::from(options.user());
+        if user.len() > crate::error::MAX_NAME_LEN {
+            return Err(TransportError::InvalidUrl(format!(
+                "the user name is {} bytes long; the AMQP user_id property holds at most {}",
+                user.len(),
+                crate::error::MAX_NAME_LEN
+            )));
+        }
         let shared = Shared::connect(options, instance_queue).await?;
         Ok(AmqpTransport {
             shared,
+            user,
             instance_consumed: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -146,7 +166,7 @@ impl AmqpTransport {
         routing_key: &str,
         envelope: &Envelope,
     ) -> Result<Confirmation, TransportError> {
-        let properties = properties::to_properties(envelope, SystemTime::now());
+        let properties = properties::to_properties(envelope, &self.user, SystemTime::now());
         let session = self.shared.session_now()?;
         let payload = &envelope.payload;
         let publish = async |session: &Session| {
@@ -304,6 +324,10 @@ impl Transport for AmqpTransport {
 
     fn instance_queue(&self) -> &str {
         &self.shared.instance_queue
+    }
+
+    fn user(&self) -> &str {
+        &self.user
     }
 
     fn status(&self) -> Result<(), TransportError> {

@@ -12,8 +12,9 @@ use crate::{ContentType, Envelope, MessageType};
 /// AMQP delivery mode 1: transient. Requests are worthless after their deadline anyway.
 const TRANSIENT: u8 = 1;
 
-/// The properties and headers an envelope is published with.
-pub(super) fn to_properties(envelope: &Envelope, now: SystemTime) -> Properties {
+/// The properties and headers an envelope is published with, by a connection logged in as
+/// `user`: its `user_id` is `user` (RabbitMQ refuses any other), never the envelope's own.
+pub(super) fn to_properties(envelope: &Envelope, user: &str, now: SystemTime) -> Properties {
     let mut table = FieldTable::new();
     let mut header = |name: &str, value: &str| {
         if !value.is_empty() {
@@ -44,6 +45,7 @@ pub(super) fn to_properties(envelope: &Envelope, now: SystemTime) -> Properties 
     properties.message_id = short(&envelope.message_id);
     properties.correlation_id = short(&envelope.correlation_id);
     properties.reply_to = short(&envelope.reply_to);
+    properties.user_id = short(user);
     if let Some(deadline) = envelope.deadline {
         // The broker drops the message once nobody can use the answer. At least 1 ms: an
         // expiration of 0 means "deliver now or never", which would drop a request that
@@ -58,7 +60,9 @@ pub(super) fn to_properties(envelope: &Envelope, now: SystemTime) -> Properties 
 /// The envelope a delivery carries. Lenient where the contract allows it: missing fields are
 /// empty, header names that are not UTF-8 and header types that are not text or numbers are
 /// skipped, header values that are not UTF-8 are read lossily, an unparsable deadline is
-/// treated as absent.
+/// treated as absent. The `user_id` (the publisher's broker user, as RabbitMQ verified it) is
+/// empty when absent or when it cannot be a user name (not UTF-8, over 255 bytes); such a
+/// delivery is read like any other, its sender unknown.
 ///
 /// # Errors
 /// The reason, when the message id, correlation id or reply-to is not UTF-8: those identify
@@ -75,6 +79,13 @@ pub(super) fn to_envelope(properties: &Properties, payload: Bytes) -> Result<Env
     let message_id = text(&properties.message_id, "message id")?;
     let correlation_id = text(&properties.correlation_id, "correlation id")?;
     let reply_to = text(&properties.reply_to, "reply-to")?;
+    let user_id = properties
+        .user_id
+        .as_ref()
+        .and_then(ShortString::to_str)
+        .filter(|user| user.len() <= crate::error::MAX_NAME_LEN)
+        .unwrap_or_default()
+        .to_owned();
     let mut fields: HashMap<String, String> = properties
         .headers
         .as_ref()
@@ -124,6 +135,7 @@ pub(super) fn to_envelope(properties: &Properties, payload: Bytes) -> Result<Env
         trace_id,
         parent_message_id,
         deadline,
+        user_id,
         headers: fields,
         payload,
     })
@@ -173,10 +185,41 @@ mod tests {
         request.deadline = Some(now + Duration::from_millis(1500));
         request.headers.insert("x-custom".into(), "yes".into());
 
-        let properties = to_properties(&request, now);
+        let properties = to_properties(&request, "kernel.test.alpha", now);
         assert_eq!(properties.expiration, Some("1500".into()));
         let received = to_envelope(&properties, Bytes::from_static(b"{}")).unwrap();
+        request.user_id = "kernel.test.alpha".into();
         assert_eq!(received, request);
+    }
+
+    #[test]
+    fn the_user_id_sent_is_the_connections_never_the_envelopes() {
+        let mut reply = Envelope::request("s", "e", ContentType::Protobuf, Bytes::new())
+            .reply(ContentType::Protobuf, Bytes::new());
+        reply.user_id = "forged".into();
+        let properties = to_properties(&reply, "guest", UNIX_EPOCH);
+        assert_eq!(properties.user_id, Some("guest".into()));
+        let properties = to_properties(&reply, "", UNIX_EPOCH);
+        assert_eq!(properties.user_id, None, "no user, no property");
+    }
+
+    #[test]
+    fn a_user_id_that_cannot_be_a_user_name_is_read_as_unknown() {
+        let mut properties = Properties::default();
+        assert_eq!(to_envelope(&properties, Bytes::new()).unwrap().user_id, "");
+        properties.user_id = Some(ShortString::from(Bytes::from_static(&[0xc3, 0x28])));
+        let envelope = to_envelope(&properties, Bytes::new()).expect("still read");
+        assert_eq!(envelope.user_id, "");
+        properties.user_id = Some(ShortString::from(Bytes::from("u".repeat(256))));
+        assert_eq!(to_envelope(&properties, Bytes::new()).unwrap().user_id, "");
+        properties.user_id = Some("u".repeat(255).as_str().into());
+        assert_eq!(
+            to_envelope(&properties, Bytes::new())
+                .unwrap()
+                .user_id
+                .len(),
+            255
+        );
     }
 
     #[test]
@@ -184,7 +227,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(10);
         let mut request = Envelope::request("s", "e", ContentType::Protobuf, Bytes::new());
         request.deadline = Some(now - Duration::from_secs(1));
-        let properties = to_properties(&request, now);
+        let properties = to_properties(&request, "guest", now);
         assert_eq!(properties.expiration, Some("1".into()));
     }
 

@@ -15,7 +15,12 @@
 //! RabbitMQ's TLS listener presents a certificate from a throwaway CA that `up` makes under
 //! `.services/tls/` ([`tls`]); the tests trust that CA through `KERNEL_AMQP_CA`.
 //!
-//! `up` prints `KERNEL_AMQP_URL=…`, `KERNEL_AMQPS_URL=…`, `KERNEL_AMQP_CA=…`, `KERNEL_ZK_HOSTS=…`
+//! RabbitMQ also gets two test users besides `guest`, `kernel.test.alpha` and
+//! `kernel.test.beta` (test-only passwords in [`rabbitmq::TEST_USERS`]), for tests of the
+//! broker-verified sender identity; `up` creates them on a running node that lacks them.
+//!
+//! `up` prints `KERNEL_AMQP_URL=…`, `KERNEL_AMQPS_URL=…`, `KERNEL_AMQP_CA=…`,
+//! `KERNEL_AMQP_URL_ALPHA=…`, `KERNEL_AMQP_URL_BETA=…`, `KERNEL_ZK_HOSTS=…`
 //! and `KERNEL_CASSANDRA_HOSTS=…` on stdout and writes the same lines to `.services/env`;
 //! progress goes to stderr. In a shell:
 //! `set -a; eval "$(cargo xtask services up)"; set +a`. Recipes, timings and pitfalls are in
@@ -65,6 +70,9 @@ pub(crate) struct Engines {
     pub(crate) amqps_url: String,
     /// `KERNEL_AMQP_CA`, the absolute path of the throwaway CA's certificate (PEM).
     pub(crate) amqp_ca: String,
+    /// `KERNEL_AMQP_URL_ALPHA`, `KERNEL_AMQP_URL_BETA`: the broker as each test user
+    /// (`rabbitmq::TEST_USERS`), e.g. `amqp://kernel.test.alpha:…@127.0.0.1:5682/%2f`.
+    pub(crate) amqp_user_urls: Vec<(&'static str, String)>,
     /// `KERNEL_ZK_HOSTS`, e.g. `127.0.0.1:2191`.
     pub(crate) zk_hosts: String,
     /// `KERNEL_CASSANDRA_HOSTS`, e.g. `127.0.0.1:19042`.
@@ -78,12 +86,21 @@ impl Engines {
             ("KERNEL_AMQP_URL".to_owned(), self.amqp_url.clone()),
             ("KERNEL_AMQPS_URL".to_owned(), self.amqps_url.clone()),
             ("KERNEL_AMQP_CA".to_owned(), self.amqp_ca.clone()),
+        ]
+        .into_iter()
+        .chain(
+            self.amqp_user_urls
+                .iter()
+                .map(|(name, url)| ((*name).to_owned(), url.clone())),
+        )
+        .chain([
             ("KERNEL_ZK_HOSTS".to_owned(), self.zk_hosts.clone()),
             (
                 "KERNEL_CASSANDRA_HOSTS".to_owned(),
                 self.cassandra_hosts.clone(),
             ),
-        ]
+        ])
+        .collect()
     }
 
     /// `NAME=value` lines, as printed by `up` and stored in `.services/env`.
@@ -148,6 +165,7 @@ pub(crate) fn up(root: &Path) -> Result<Engines> {
         launches.push(Launch::new(engine, child));
     }
     engine::wait_all(launches)?;
+    fleet.rabbitmq.ensure_test_users()?;
     let engines = fleet.addresses();
     fs::write(state.env_file(), engines.env_lines())
         .map_err(|e| format!("cannot write {}: {e}", state.env_file().display()))?;
@@ -299,6 +317,10 @@ impl Fleet {
             amqp_url: self.rabbitmq.address(),
             amqps_url: self.rabbitmq.tls_address(),
             amqp_ca: self.rabbitmq.ca_file().to_string_lossy().into_owned(),
+            amqp_user_urls: rabbitmq::TEST_USERS
+                .iter()
+                .map(|user| (user.env_var, self.rabbitmq.user_address(user)))
+                .collect(),
             zk_hosts: self.zookeeper.address(),
             cassandra_hosts: self.cassandra.address(),
         }
@@ -317,6 +339,8 @@ mod tests {
             "KERNEL_AMQP_URL=amqp://guest:guest@127.0.0.1:5682/%2f\n\
              KERNEL_AMQPS_URL=amqps://guest:guest@localhost:5683/%2f\n\
              KERNEL_AMQP_CA=/x/.services/tls/ca.pem\n\
+             KERNEL_AMQP_URL_ALPHA=amqp://kernel.test.alpha:kernel-test-alpha@127.0.0.1:5682/%2f\n\
+             KERNEL_AMQP_URL_BETA=amqp://kernel.test.beta:kernel-test-beta@127.0.0.1:5682/%2f\n\
              KERNEL_ZK_HOSTS=127.0.0.1:2191\n\
              KERNEL_CASSANDRA_HOSTS=127.0.0.1:19042\n"
         );

@@ -15,6 +15,10 @@
 //! | plugins | none (`enabled_plugins` is `[].`) |
 //! | log | `.services/rabbitmq/rabbitmq.log` (console output only) |
 //!
+//! Besides `guest`, the node has the [test users](users), each with every permission on
+//! `/`: tests that need two distinct, broker-verified identities (the `user_id` property) log in
+//! as them. `up` creates them on every node it finds without them, started by it or earlier.
+//!
 //! Ready when an AMQP client gets `Connection.Start`, on the plain port and through TLS verified
 //! with our CA (`openssl s_client`), then `rabbitmqctl await_startup` agrees. A running node whose
 //! `rabbitmq.conf` is not the one this xtask writes (an older xtask's, without the TLS listener),
@@ -29,6 +33,10 @@ use super::engine::Engine;
 use super::tls::Tls;
 use super::{install, probe, process};
 use crate::Result;
+
+mod users;
+
+pub(super) use users::TEST_USERS;
 
 /// The AMQP port the tests connect to.
 pub(super) const AMQP_PORT: u16 = 5682;
@@ -141,7 +149,7 @@ log.console.level = info
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let what = args.join(" ");
+        let what = users::redact(args).join(" ");
         Err(format!(
             "rabbitmqctl {what} failed ({}): {}{}",
             output.status,
