@@ -10,7 +10,7 @@ use kernel_errors::{Error, Kind};
 use kernel_inst::{Instrumenter, NoopInstrumenter};
 use kernel_proto::login::{
     AuthRequest, AuthResponse, DeleteSessionRequest, DeleteSessionResponse, PublicKeysRequest,
-    PublicKeysResponse, ReadSessionRequest, ReadSessionResponse,
+    PublicKeysResponse, ReadSessionRequest, ReadSessionResponse, SignedOut,
 };
 
 use crate::cache::{Cached, MemorySessionCache, SessionCache};
@@ -43,6 +43,8 @@ pub struct Auth {
 }
 
 struct Inner {
+    /// Set once this process follows the login service's sign-outs.
+    following: tokio::sync::OnceCell<()>,
     /// Users this process has verified, until their tokens expire: the fast path.
     verified: moka::sync::Cache<String, User>,
     cache: Arc<dyn SessionCache>,
@@ -407,6 +409,57 @@ impl Auth {
         Ok(())
     }
 
+    /// Follows the login service's [`SIGNED_OUT_TOPIC`]: a session ended anywhere is dropped
+    /// from this process's caches at once, rather than when its token expires. Idempotent;
+    /// the listening task ends with the last clone of this `Auth`. A service with an `Auth`
+    /// calls it when it starts serving.
+    ///
+    /// Anyone who can publish on the topic can end sessions here (make their owners sign in
+    /// again), not grant anything.
+    ///
+    /// # Errors
+    /// As for consuming a subscription.
+    pub async fn follow_sign_outs(&self) -> Result<(), Error> {
+        self.inner
+            .following
+            .get_or_try_init(|| async {
+                let queue = format!("kernel.auth.{}", uuid_like());
+                let mut deliveries = self
+                    .inner
+                    .client
+                    .transport()
+                    .consume(kernel_transport::Source::Subscription {
+                        service: &queue,
+                        topic: SIGNED_OUT_TOPIC,
+                        capacity: 64,
+                    })
+                    .await?;
+                let weak = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    while let Some(delivery) = deliveries.next().await {
+                        let (envelope, acker) = delivery.into_parts();
+                        let Some(inner) = weak.upgrade() else { break };
+                        let auth = Auth { inner };
+                        match kernel_transport::codec::decode::<SignedOut>(
+                            envelope.content_type,
+                            &envelope.payload,
+                        ) {
+                            Ok(ended) if !ended.session_id.is_empty() => {
+                                auth.invalidate(&ended.session_id).await;
+                            }
+                            _ => tracing::debug!("an unreadable sign-out dropped"),
+                        }
+                        if let Err(error) = acker.ack().await {
+                            tracing::debug!(%error, "could not ack a sign-out");
+                        }
+                    }
+                });
+                Ok::<(), Error>(())
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Remembers session `session_id` as gone (signed out elsewhere) for [`SIGNED_OUT_TTL`].
     pub async fn invalidate(&self, session_id: &str) {
         self.inner.verified.invalidate(session_id);
@@ -522,6 +575,7 @@ impl AuthBuilder {
     pub fn build(self) -> Auth {
         Auth {
             inner: Arc::new(Inner {
+                following: tokio::sync::OnceCell::new(),
                 verified: moka::sync::Cache::builder()
                     .max_capacity(crate::DEFAULT_CACHE_CAPACITY)
                     .expire_after(UntilTokenExpiry)
@@ -551,4 +605,10 @@ impl moka::Expiry<String, User> for UntilTokenExpiry {
                 .unwrap_or_default(),
         )
     }
+}
+
+/// A random name part: 32 hex digits.
+fn uuid_like() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -51,8 +51,9 @@ impl Authoriser {
     ///
     /// # Errors
     /// `Forbidden` [`codes::NOT_SIGNED_IN`] when a user is required (or a role, and nobody
-    /// acts for the request: no user, no calling service with a rule); `Forbidden`
-    /// [`codes::BAD_ROLE`] when the user (or the calling service) lacks every role.
+    /// acts for the request: no user, and no rule for the calling service here); `Forbidden`
+    /// [`codes::BAD_ROLE`] when the user, or the role a rule gives the calling service, lacks
+    /// every role accepted.
     pub fn authorise(&self, scope: &Scope) -> Result<(), Error> {
         let (require_user, roles) = match self {
             Authoriser::Open => return Ok(()),
@@ -73,12 +74,14 @@ impl Authoriser {
                 format!("must have one of the roles {roles:?}"),
             ));
         }
-        match scope.caller_service() {
-            Some(caller) => Err(Error::forbidden(
+        // Nobody signed in. A calling service whose rule grants a role, just not enough of
+        // one, lacks the role; any other caller (whatever service it is) is anonymous here.
+        match (scope.caller_service(), scope.assumed_role()) {
+            (Some(caller), Some(assumed)) => Err(Error::forbidden(
                 codes::BAD_ROLE,
-                format!("no service-to-service rule lets {caller} call this endpoint"),
+                format!("{caller} calls this endpoint as {assumed}, which is not enough"),
             )),
-            None => Err(not_signed_in()),
+            _ => Err(not_signed_in()),
         }
     }
 }

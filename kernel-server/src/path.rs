@@ -240,9 +240,11 @@ async fn authorise(inner: &Inner, endpoint: &Endpoint, request: &Envelope) -> Re
     Ok(scope)
 }
 
-/// The calling service as the broker verified it, if the transport knows.
-fn caller_identity(_request: &Envelope) -> Option<&str> {
-    None
+/// The calling service as the broker verified it (the `user_id` property RabbitMQ checks
+/// against the publisher's login; the in-process broker stamps it too), if known. Never the
+/// `from` header, which any publisher can write.
+fn caller_identity(request: &Envelope) -> Option<&str> {
+    Some(request.user_id.as_str()).filter(|user| !user.is_empty())
 }
 
 async fn run_handler(

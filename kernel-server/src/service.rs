@@ -210,6 +210,9 @@ impl Service {
             .await?;
         sources.push(tagged(work, None));
         let mut events = stream::select_all(sources);
+        if let Some(auth) = &inner.auth {
+            auth.follow_sign_outs().await?;
+        }
         #[cfg(feature = "prometheus")]
         let probes = crate::probes::start(inner).await?;
         inner.instrumenter.counter("runtime.started", 1, 1.0);
