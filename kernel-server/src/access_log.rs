@@ -6,8 +6,8 @@
 //! ```
 //!
 //! `<caller> - <user id> [<time, UTC>] "GET <endpoint> HTTP/1.0" <status> <size>`: the caller
-//! is the `from` header (`-` when empty), the user id is empty until `kernel-auth` gives
-//! requests a signed-in user, the status is 200 or the error's HTTP status, and the size is
+//! is the `from` header (`-` when empty), the user id that of the request's signed-in user
+//! (empty when none), the status is 200 or the error's HTTP status, and the size is
 //! the reply payload's length in bytes. The method and protocol are always `GET` and
 //! `HTTP/1.0`, so that tools made for web logs (apachetop, logstash) parse it. Names from the
 //! wire are clipped to 64 characters and anything but visible ASCII becomes `_`: a caller
@@ -45,8 +45,15 @@ impl AccessLog {
 
     /// Records one answered request; `false` if the line was dropped (the writer is
     /// [`ACCESS_LOG_BUFFER`] lines behind).
-    pub(crate) fn record(&self, caller: &str, endpoint: &str, status: u16, size: usize) -> bool {
-        let line = format_line(caller, "", endpoint, status, size, SystemTime::now());
+    pub(crate) fn record(
+        &self,
+        caller: &str,
+        user: &str,
+        endpoint: &str,
+        status: u16,
+        size: usize,
+    ) -> bool {
+        let line = format_line(caller, user, endpoint, status, size, SystemTime::now());
         self.lines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

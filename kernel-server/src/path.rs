@@ -67,9 +67,13 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                     message_id = %clip(&request.message_id),
                     trace_id = %clip(crate::request::trace_id(&request)),
                 );
-                let outcome =
-                    tracing::Instrument::instrument(admit_and_dispatch(inner, &request), span)
-                        .await;
+                // The signed-in user, if the request had one (for the access log).
+                let mut user = None;
+                let outcome = tracing::Instrument::instrument(
+                    admit_and_dispatch(inner, &request, &mut user),
+                    span,
+                )
+                .await;
                 // "Overloaded" says: try again (elsewhere). A retry must be judged afresh,
                 // not answered from the cache.
                 let shed = matches!(&outcome, Err(e) if e.kind() == Kind::Overloaded);
@@ -78,6 +82,7 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                 if let Some(log) = &inner.access_log
                     && !log.record(
                         &request.from,
+                        user.as_deref().unwrap_or_default(),
                         &request.endpoint,
                         status,
                         reply.payload.len(),
@@ -137,7 +142,11 @@ pub(crate) fn clip(text: &str) -> &str {
 
 /// Waits for a slot (at most the endpoint's mean latency, and never past the request's
 /// deadline), then dispatches; `Overloaded` (`kernel.server.capacity`) if no slot came.
-async fn admit_and_dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Error> {
+async fn admit_and_dispatch(
+    inner: &Inner,
+    request: &Envelope,
+    user: &mut Option<String>,
+) -> Result<bytes::Bytes, Error> {
     let mean = inner
         .endpoints
         .get(&request.endpoint)
@@ -177,11 +186,15 @@ async fn admit_and_dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::
         inner.admission.running() as f64,
         1.0,
     );
-    dispatch(inner, request).await
+    dispatch(inner, request, user).await
 }
 
 /// Finds the endpoint and runs its handler, turning a panic into an internal error.
-async fn dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Error> {
+async fn dispatch(
+    inner: &Inner,
+    request: &Envelope,
+    user: &mut Option<String>,
+) -> Result<bytes::Bytes, Error> {
     if !request.service.is_empty() && request.service != inner.name {
         return Err(Error::not_found(
             codes::WRONG_SERVICE,
@@ -209,6 +222,7 @@ async fn dispatch(inner: &Inner, request: &Envelope) -> Result<bytes::Bytes, Err
         )
     })?;
     let scope = authorise(inner, endpoint, request).await?;
+    *user = scope.auth_user().map(|signed_in| signed_in.id().to_owned());
     run_handler(inner, endpoint, request, scope).await
 }
 
