@@ -19,7 +19,7 @@ pub enum Cached {
 pub struct CacheError(pub String);
 
 /// Where verified sessions are kept between requests, shaped like `LockBackend`: two primitive
-/// operations, everything else ([`Sessions`](crate::Sessions): expiry from the token, negative
+/// operations, everything else ([`Auth`](crate::Auth): expiry from the token, negative
 /// caching, invalidation on sign-out, metrics) above it.
 ///
 /// [`MemorySessionCache`] (moka) is the default; a shared cache (memcached, Redis) implements

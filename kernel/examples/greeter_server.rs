@@ -15,11 +15,9 @@ const GREETER: &str = "com.example.greeter";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // Logs as `[log]` says (text or JSON lines; `KERNEL_LOG__FORMAT=json`), until exit.
+    let config = kernel::Config::load()?;
+    let _telemetry = kernel::telemetry::init(GREETER, &config.log)?;
 
     let instance: Arc<str> = format!("greeter-{}", std::process::id()).into();
     let service = Service::from_env(GREETER)
