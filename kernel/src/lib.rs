@@ -80,6 +80,23 @@ pub use kernel_transport::redact_url;
 pub use reload::RELOAD_INTERVAL;
 pub use signal::shutdown_signal;
 
+/// Includes the code `kernel-build` generated in the build script for proto package
+/// `$package` (a string literal, e.g. `"acme.shop.v1"`): its messages, and per proto service a
+/// typed client, a service trait and its server. Use it inside the module that should hold
+/// them. `kernel-build/tests/fixture` does, in a crate with the workspace's lints.
+///
+/// ```text
+/// pub mod shop {
+///     kernel::include_proto!("acme.shop.v1");
+/// }
+/// ```
+#[macro_export]
+macro_rules! include_proto {
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
+    };
+}
+
 /// The code in `docs/operations.md`, compiled as doc tests so the page stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/operations.md")]
