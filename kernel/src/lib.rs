@@ -61,6 +61,7 @@
 pub mod checks;
 mod config;
 mod env;
+mod locks;
 mod reload;
 mod signal;
 pub mod telemetry;
@@ -77,6 +78,7 @@ pub use kernel_server::{self as server, Endpoint, Handler, Request, Service};
 pub use kernel_sync as sync;
 pub use kernel_transport as transport;
 pub use kernel_transport::redact_url;
+pub use locks::Locks;
 pub use reload::RELOAD_INTERVAL;
 pub use signal::shutdown_signal;
 

@@ -112,3 +112,42 @@ async fn a_partitioned_zookeeper_is_reported_unhealthy_within_the_timeout() {
     assert!(why.contains("timed out"), "{why}");
     assert!(!health.healthy);
 }
+
+/// `Locks` connects what `[sync]` names, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_come_from_the_sync_section() {
+    use kernel::sync::{LockBackendExt as _, SyncConfig};
+
+    let none = kernel::Locks::from_config(&SyncConfig::default(), "com.example.locks")
+        .await
+        .unwrap();
+    assert!(none.region.is_none() && none.global.is_none());
+
+    let config: SyncConfig = serde_json::from_value(serde_json::json!({
+        "zookeeper_hosts": engine_address("KERNEL_ZK_HOSTS"),
+        "cassandra_hosts": engine_address("KERNEL_CASSANDRA_HOSTS"),
+        "cassandra_keyspace": "kernel_checks",
+        "cassandra_replication_factor": 1,
+    }))
+    .unwrap();
+    let namespace = unique("locks").replace('.', "_");
+    let locks = bounded(
+        "both backends",
+        kernel::Locks::from_config(&config, &namespace),
+    )
+    .await
+    .unwrap();
+    let region = locks.region.expect("ZooKeeper configured");
+    let guard = bounded("a region lock", region.lock("a").acquire())
+        .await
+        .unwrap();
+    guard.unlock().await.unwrap();
+    let global = locks.global.expect("Cassandra configured");
+    let guard = bounded("a global lock", global.lock("a").acquire())
+        .await
+        .unwrap();
+    guard.unlock().await.unwrap();
+
+    let refused = kernel::Locks::from_config(&config, "not a namespace!").await;
+    assert_eq!(refused.unwrap_err().code(), "kernel.sync.invalidnamespace");
+}
