@@ -21,6 +21,7 @@ use crate::Config;
 ///     guard.unlock().await?;
 /// }
 /// # Ok(()) }
+/// # let _ = example;
 /// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
