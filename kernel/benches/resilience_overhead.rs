@@ -4,7 +4,7 @@
 //! server's per-caller admission is always on, in both variants.
 //!
 //! `cargo xtask bench -- resilience_overhead`, or
-//! `cargo bench -p kernel --bench resilience_overhead`.
+//! `cargo bench -p kernel-platform --bench resilience_overhead`.
 //!
 //! The runtime is single-threaded and the broker in process: client, broker and server all
 //! run on the one thread, and what is measured is that thread's CPU time (Linux's

@@ -17,7 +17,14 @@ const BOUND: Duration = Duration::from_secs(60);
 pub(crate) fn run(root: &Path, engines: &Engines) -> Result<()> {
     // The quick start must work with no engine configured.
     let status = Command::new(cargo_bin())
-        .args(["run", "--quiet", "-p", "kernel", "--example", "quickstart"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "kernel-platform",
+            "--example",
+            "quickstart",
+        ])
         .current_dir(root)
         .env_remove("KERNEL_AMQP_URL")
         .env_remove("KERNEL_STATSD_ADDR")
@@ -28,7 +35,7 @@ pub(crate) fn run(root: &Path, engines: &Engines) -> Result<()> {
 
     crate::cargo(
         root,
-        &["build", "--quiet", "-p", "kernel", "--examples"],
+        &["build", "--quiet", "-p", "kernel-platform", "--examples"],
         &[],
     )?;
     let examples = target_dir(root).join("debug").join("examples");

@@ -6,7 +6,7 @@
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
 //! | `bench` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
-//! | `ci` | fmt, clippy, a `--no-default-features` build, `codegen --check`, docs, the examples, then `test` |
+//! | `ci` | fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the examples, then `test` |
 
 #![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
 
@@ -149,6 +149,23 @@ fn ci(root: &std::path::Path) -> Result<()> {
         &[],
     )?;
     codegen::run(root, true)?;
+    // Every publishable crate packages, and builds from its package alone (the test kit,
+    // xtask and the code generator's fixture are not published).
+    cargo(
+        root,
+        &[
+            "package",
+            "--workspace",
+            "--locked",
+            "--exclude",
+            "kernel-testkit",
+            "--exclude",
+            "xtask",
+            "--exclude",
+            "kernel-build-fixture",
+        ],
+        &[],
+    )?;
     let deny = [("RUSTDOCFLAGS".to_owned(), "-D warnings".to_owned())];
     cargo(
         root,
