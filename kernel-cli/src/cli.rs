@@ -118,4 +118,9 @@ pub(crate) enum Command {
         #[arg(long, short = 'c', default_value_t = 4)]
         concurrency: u64,
     },
+    /// Print a completion script for a shell (`kernel completions bash > ...`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }

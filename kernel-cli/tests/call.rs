@@ -87,3 +87,17 @@ async fn health_is_a_table_anonymously() {
     assert_eq!(health["serviceName"], platform.greeter.as_str());
     assert_eq!(health["healthy"], true);
 }
+
+/// `completions` prints a script for the shell, with no broker needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_need_no_broker() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kernel"))
+        .args(["completions", "bash"])
+        .env_remove("KERNEL_AMQP_URL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let script = String::from_utf8(output.stdout).unwrap();
+    assert!(script.contains("kernel__subcmd__call"), "{script}");
+}

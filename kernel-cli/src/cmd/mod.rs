@@ -47,6 +47,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             count,
             concurrency,
         } => bench::run(&context, &service, &endpoint, &request, count, concurrency).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "kernel", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
