@@ -1,0 +1,78 @@
+//! A platform to try the `kernel` tool on: a login service `com.example.login` (in memory,
+//! with the ADMIN user `ada`, password from `DEMO_PASSWORD`) and a greeter
+//! `com.example.greeter`, on the RabbitMQ of `KERNEL_AMQP_URL`, until Ctrl-C.
+//!
+//! ```text
+//! DEMO_PASSWORD=... cargo run -p kernel-cli --example demo_platform
+//! ```
+#![allow(clippy::print_stdout)] // an example says what it started
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel_auth::{Auth, TokenSigner};
+use kernel_client::Client;
+use kernel_errors::Error;
+use kernel_login::{LoginService, MemoryCredentialStore};
+use kernel_proto::examples::{HelloRequest, HelloResponse};
+use kernel_server::{Endpoint, Request, Service};
+use kernel_transport::{AmqpTransport, Transport};
+
+async fn hello(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
+    let name = &request.message().name;
+    if name.is_empty() {
+        return Err(Error::bad_request(
+            "com.example.greeter.noname",
+            "say who to greet",
+        ));
+    }
+    Ok(HelloResponse {
+        greeting: format!("Hello, {name}!"),
+        served_by: String::new(),
+    })
+}
+
+async fn client(url: &str, name: &str) -> Result<Client, Error> {
+    let transport = AmqpTransport::connect(url).await?;
+    Ok(Client::builder(Arc::new(transport) as Arc<dyn Transport>)
+        .calling_as(name)
+        .build()?)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("KERNEL_AMQP_URL")?;
+    let password = std::env::var("DEMO_PASSWORD")?;
+    let login = LoginService::builder(MemoryCredentialStore::new(), TokenSigner::generate("demo")?)
+        .name("com.example.login")
+        .build()?;
+    login.create_user("ada", &password, ["ADMIN"]).await?;
+    let login_client = client(&url, "com.example.login").await?;
+    let login = login.service(&login_client).build()?;
+
+    let greeter_client = client(&url, "com.example.greeter").await?;
+    let auth = Auth::builder(&greeter_client)
+        .login_service("com.example.login")
+        .build();
+    let greeter = Service::builder("com.example.greeter", &greeter_client)
+        .version("1.0.0")
+        .auth(auth)
+        .endpoint(
+            Endpoint::new("hello", hello)
+                .open()
+                .mean_time(Duration::from_millis(20))
+                .upper95(Duration::from_millis(50)),
+        )
+        .build()?;
+    println!("serving com.example.login and com.example.greeter; Ctrl-C to stop");
+    let stop = || async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let (a, b) = tokio::join!(
+        login.serve_with_shutdown(stop()),
+        greeter.serve_with_shutdown(stop())
+    );
+    a?;
+    b?;
+    Ok(())
+}

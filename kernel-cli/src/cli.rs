@@ -1,0 +1,126 @@
+//! The command line: global flags and one subcommand each.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration;
+
+/// Call, inspect, watch and load-test the services of a running platform.
+#[derive(Debug, Parser)]
+#[command(name = "kernel", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// RabbitMQ URL (`amqp://` or `amqps://`).
+    #[arg(long, env = "KERNEL_AMQP_URL", global = true, hide_env_values = true)]
+    pub(crate) amqp_url: Option<String>,
+    /// How long a call may take: `500ms`, `5s`, `2m`.
+    #[arg(long, default_value = "5s", value_parser = duration::parse, global = true)]
+    pub(crate) timeout: Duration,
+    /// Session id to send with calls; default: the one `kernel login` saved.
+    #[arg(long, env = "KERNEL_SESSION", global = true, hide_env_values = true)]
+    pub(crate) session: Option<String>,
+    /// Send no session, even if one is saved.
+    #[arg(long, global = true, conflicts_with = "session")]
+    pub(crate) anonymous: bool,
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Call any endpoint with a JSON request and print the JSON response.
+    Call {
+        /// The service, e.g. `com.example.greeter`.
+        service: String,
+        /// The endpoint, e.g. `hello`.
+        endpoint: String,
+        /// The request as JSON (the proto3 JSON mapping); `-` reads it from stdin.
+        #[arg(default_value = "{}")]
+        request: String,
+    },
+    /// A service's `health` endpoint, as a table.
+    Health {
+        /// The service.
+        service: String,
+        /// Run the checks now rather than answer the latest samples.
+        #[arg(long)]
+        run_now: bool,
+    },
+    /// A service's `stats` endpoint, as a table (needs ADMIN: `kernel login` first).
+    Stats {
+        /// The service.
+        service: String,
+    },
+    /// The services the registry hears announced.
+    Services {
+        /// How long to listen for announcements (services announce every 10 s).
+        #[arg(long, default_value = "12s", value_parser = duration::parse)]
+        wait: Duration,
+    },
+    /// The instances the registry hears announced, with endpoints and SLAs.
+    Instances {
+        /// Only this service's instances.
+        service: Option<String>,
+        /// How long to listen for announcements (services announce every 10 s).
+        #[arg(long, default_value = "12s", value_parser = duration::parse)]
+        wait: Duration,
+    },
+    /// Sign in at the login service and save the session for later commands.
+    Login {
+        /// The user name.
+        username: String,
+        /// Read the password from stdin (its first line) rather than prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The device named in the session.
+        #[arg(long, default_value = "cli")]
+        device: String,
+        /// The login service.
+        #[arg(long, env = "KERNEL_LOGIN_SERVICE", default_value = "kernel.login")]
+        login_service: String,
+    },
+    /// End the saved session at the login service and forget it.
+    Logout,
+    /// Print each publication on a topic as it arrives.
+    Watch {
+        /// The topic, e.g. `kernel.monitor.healthcheck`.
+        topic: String,
+        /// Stop after this many publications.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long.
+        #[arg(long = "for", value_parser = duration::parse)]
+        duration: Option<Duration>,
+    },
+    /// Call an endpoint many times and report throughput and latency.
+    Bench {
+        /// The service.
+        service: String,
+        /// The endpoint.
+        endpoint: String,
+        /// The request as JSON.
+        #[arg(default_value = "{}")]
+        request: String,
+        /// How many calls in all.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        count: u64,
+        /// How many calls in flight at once.
+        #[arg(long, short = 'c', default_value_t = 4)]
+        concurrency: u64,
+    },
+    /// Print a completion script for a shell (`kernel completions bash > ...`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}

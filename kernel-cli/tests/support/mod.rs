@@ -1,0 +1,232 @@
+//! What the CLI's tests share: a platform on the real RabbitMQ (a login service with the
+//! ADMIN user `ada`, and a greeter), and the `kernel` binary run against it.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test crates
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel_auth::{Auth, TokenSigner};
+use kernel_client::Client;
+use kernel_errors::Error;
+use kernel_login::{LoginService, MemoryCredentialStore};
+use kernel_proto::examples::{HelloRequest, HelloResponse};
+use kernel_server::{Endpoint, Request, Service};
+use kernel_transport::{AmqpTransport, Destination, Envelope, Transport};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+pub use kernel_testkit::{bounded, unique};
+
+/// Ada's password.
+pub const ADA_PASSWORD: &str = "correct horse battery staple";
+
+/// The broker's URL, from the environment or the engines' env file.
+pub fn amqp_url() -> String {
+    kernel_testkit::engine_address("KERNEL_AMQP_URL")
+}
+
+async fn client() -> Client {
+    let transport = bounded("an AMQP connection", AmqpTransport::connect(&amqp_url()))
+        .await
+        .unwrap();
+    Client::builder(Arc::new(transport) as Arc<dyn Transport>)
+        .calling_as("test.cli")
+        .build()
+        .unwrap()
+}
+
+/// `hello`: open; greets, or answers NotFound for the name `nobody`.
+async fn hello(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
+    let name = &request.message().name;
+    if name == "nobody" {
+        return Err(Error::not_found("com.example.nobody", "nobody is here"));
+    }
+    Ok(HelloResponse {
+        greeting: format!("hello {name}"),
+        served_by: String::new(),
+    })
+}
+
+/// `whoami`: ADMIN only; answers the user's id.
+async fn whoami(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
+    let user = request.scope().auth_user().map(|u| u.id().to_owned());
+    Ok(HelloResponse {
+        greeting: user.unwrap_or_default(),
+        served_by: String::new(),
+    })
+}
+
+/// A login service and a greeter, each on its own connection, with unique names; stopped
+/// when dropped.
+pub struct Platform {
+    pub login: String,
+    pub greeter: String,
+    /// A client of the test's own, for publishing.
+    pub client: Client,
+    /// The `kernel` tool's config directory (its saved session).
+    pub config_dir: PathBuf,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        let login_name = unique("test.cli.login");
+        let greeter = unique("test.cli.greeter");
+        let login = LoginService::builder(
+            MemoryCredentialStore::new(),
+            TokenSigner::generate("test-key").unwrap(),
+        )
+        .name(&login_name)
+        .build()
+        .unwrap();
+        login
+            .create_user("ada", ADA_PASSWORD, ["ADMIN"])
+            .await
+            .unwrap();
+        let login_side = client().await;
+        let login_service = login.service(&login_side).build().unwrap();
+
+        let greeter_side = client().await;
+        let auth = Auth::builder(&greeter_side)
+            .login_service(&login_name)
+            .build();
+        let greeter_service = Service::builder(&greeter, &greeter_side)
+            .version("1.2.3")
+            .announce_interval(Duration::from_secs(1))
+            .auth(auth)
+            .endpoint(Endpoint::new("hello", hello).open())
+            .endpoint(Endpoint::new("whoami", whoami))
+            .build()
+            .unwrap();
+
+        let mut platform = Platform {
+            login: login_name,
+            greeter,
+            client: client().await,
+            config_dir: std::env::temp_dir().join(unique("kernel-cli-test")),
+            stops: Vec::new(),
+            tasks: Vec::new(),
+        };
+        platform.serve(login_service).await;
+        platform.serve(greeter_service).await;
+        platform
+    }
+
+    /// Serves `service` until the platform is dropped; returns once its queue is consumed.
+    async fn serve(&mut self, service: Service) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let name = service.name().to_owned();
+        self.tasks
+            .push(tokio::spawn(service.serve_with_shutdown(async {
+                let _ = stopped.await;
+            })));
+        self.stops.push(stop);
+        let probe = Arc::clone(self.client.transport());
+        bounded("the service to start consuming", async {
+            loop {
+                let ping = Envelope::ping(probe.instance_queue());
+                match probe.send(Destination::Service(&name), ping).await {
+                    Ok(()) => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The `kernel` binary with `args`, against this platform's broker, login service and
+    /// config directory.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kernel"));
+        command
+            .args(args)
+            .env("KERNEL_AMQP_URL", amqp_url())
+            .env("KERNEL_CLI_CONFIG_DIR", &self.config_dir)
+            .env("KERNEL_LOGIN_SERVICE", &self.login)
+            .env_remove("KERNEL_SESSION")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `kernel args…` to the end (bounded).
+    pub async fn run(&self, args: &[&str]) -> Run {
+        Run(bounded("the kernel command", self.command(args).output())
+            .await
+            .unwrap())
+    }
+
+    /// Runs `kernel args…` with `input` on stdin.
+    pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self.command(args).stdin(Stdio::piped()).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        Run(bounded("the kernel command", child.wait_with_output())
+            .await
+            .unwrap())
+    }
+
+    /// Signs ada in through the tool.
+    pub async fn login_ada(&self) {
+        let run = self
+            .run_with_stdin(
+                &["login", "ada", "--password-stdin"],
+                &format!("{ADA_PASSWORD}\n"),
+            )
+            .await;
+        run.assert_code(0);
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+/// A finished run of the tool.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.0.status.code()
+    }
+
+    /// Fails the test with both streams unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Stdout parsed as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
+    }
+}
