@@ -41,7 +41,9 @@ pub trait ServiceFromEnv {
 impl ClientFromEnv for Client {
     async fn from_env() -> Result<Self, Error> {
         let config = Config::load()?;
-        connect(&config, "client", None).await
+        let client = connect(&config, "client", None).await?;
+        crate::reload::watch(client.downgrade(), None);
+        Ok(client)
     }
 }
 
@@ -58,7 +60,7 @@ impl ServiceFromEnv for Service {
             .auth
             .build(&client.calling_as(name.clone()))
             .map_err(Error::from)?;
-        crate::reload::watch_rules(client.downgrade(), auth.clone());
+        crate::reload::watch(client.downgrade(), Some(auth.clone()));
         let mut builder = Service::builder(name, &client)
             .config(&config.server)
             .auth(auth);
@@ -75,8 +77,7 @@ impl ServiceFromEnv for Service {
     }
 }
 
-/// A client on the configured transport, recording under `namespace`, its breaker options
-/// reloaded with the file.
+/// A client on the configured transport, recording under `namespace`.
 async fn connect(
     config: &Config,
     namespace: &str,
@@ -91,12 +92,10 @@ async fn connect(
     };
     #[cfg(not(feature = "prometheus"))]
     let _: Option<&Prometheus> = prometheus;
-    let client = Client::builder(transport)
+    Ok(Client::builder(transport)
         .config(&config.client)
         .instrumenter(instrumenter)
-        .build()?;
-    crate::reload::watch(client.downgrade());
-    Ok(client)
+        .build()?)
 }
 
 async fn transport(config: &Config) -> Result<Arc<dyn Transport>, Error> {
