@@ -12,7 +12,7 @@ use futures_util::stream::{self, StreamExt};
 use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_inst::Instrumenter;
-use kernel_proto::platform::{HealthResponse, HealthStatus};
+use kernel_proto::platform::HealthResponse;
 use kernel_transport::{Delivery, Source};
 use tokio::task::JoinSet;
 
@@ -132,21 +132,7 @@ impl Service {
     /// The latest sample of every health check (what `health` answers), without running
     /// them: for readiness probes.
     pub fn health(&self) -> HealthResponse {
-        let checks: Vec<_> = self
-            .inner
-            .ops
-            .checks
-            .iter()
-            .map(|slot| slot.latest())
-            .collect();
-        HealthResponse {
-            service_name: self.inner.name.clone(),
-            instance_id: self.inner.ops.instance_id.clone(),
-            healthy: checks
-                .iter()
-                .all(|check| check.status() != HealthStatus::Unhealthy),
-            checks,
-        }
+        self.inner.ops.latest_health()
     }
 
     /// Whether the instance is ready for traffic: it consumes its queues (between the start

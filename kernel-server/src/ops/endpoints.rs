@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use kernel_errors::Error;
 use kernel_proto::platform::{
-    HealthRequest, HealthResponse, HealthStatus, JsonSchemaRequest, JsonSchemaResponse,
-    LoadedConfigRequest, LoadedConfigResponse, StatsRequest, StatsResponse,
+    HealthRequest, HealthResponse, JsonSchemaRequest, JsonSchemaResponse, LoadedConfigRequest,
+    LoadedConfigResponse, StatsRequest, StatsResponse,
 };
 
 use super::{Operations, monitor, stats};
@@ -47,26 +47,18 @@ async fn health(
     ops: Arc<Operations>,
     request: Request<HealthRequest>,
 ) -> Result<HealthResponse, Error> {
-    let checks = if request.message().run_now {
-        join_all(ops.checks.iter().map(|slot| async {
-            let (sample, new) = slot.run_now().await;
-            if new {
-                monitor::publish_health(&ops, &sample).await;
-            }
-            sample
-        }))
-        .await
-    } else {
-        ops.checks.iter().map(|slot| slot.latest()).collect()
-    };
-    Ok(HealthResponse {
-        service_name: ops.service.clone(),
-        instance_id: ops.instance_id.clone(),
-        healthy: checks
-            .iter()
-            .all(|check| check.status() != HealthStatus::Unhealthy),
-        checks,
-    })
+    if !request.message().run_now {
+        return Ok(ops.latest_health());
+    }
+    let checks = join_all(ops.checks.iter().map(|slot| async {
+        let (sample, new) = slot.run_now().await;
+        if new {
+            monitor::publish_health(&ops, &sample).await;
+        }
+        sample
+    }))
+    .await;
+    Ok(ops.health(checks))
 }
 
 async fn stats_endpoint(

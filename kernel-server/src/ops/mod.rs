@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kernel_client::Client;
 use kernel_inst::MemoryInstrumenter;
-use kernel_proto::platform::EndpointInfo;
+use kernel_proto::platform::{self as proto, EndpointInfo, HealthResponse, HealthStatus};
 
 pub(crate) use checks::{BUILTIN_CHECKS, builtin};
 pub use endpoints::DEFAULT_ENDPOINTS;
@@ -66,12 +66,27 @@ pub(crate) struct Operations {
 }
 
 impl Operations {
+    /// What `health` answers for these samples: healthy when none is unhealthy (a check not
+    /// run yet does not count).
+    pub(crate) fn health(&self, checks: Vec<proto::HealthCheck>) -> HealthResponse {
+        HealthResponse {
+            service_name: self.service.clone(),
+            instance_id: self.instance_id.clone(),
+            healthy: checks
+                .iter()
+                .all(|check| check.status() != HealthStatus::Unhealthy),
+            checks,
+        }
+    }
+
+    /// The latest sample of every check, without running them.
+    pub(crate) fn latest_health(&self) -> HealthResponse {
+        self.health(self.checks.iter().map(Slot::latest).collect())
+    }
+
     /// Ready for traffic: serving, and no health check unhealthy.
     pub(crate) fn ready(&self) -> bool {
-        self.serving.load(std::sync::atomic::Ordering::Acquire)
-            && self.checks.iter().all(|slot| {
-                slot.latest().status() != kernel_proto::platform::HealthStatus::Unhealthy
-            })
+        self.serving.load(std::sync::atomic::Ordering::Acquire) && self.latest_health().healthy
     }
 }
 
