@@ -423,7 +423,7 @@ impl Auth {
         self.inner
             .following
             .get_or_try_init(|| async {
-                let queue = format!("kernel.auth.{}", uuid_like());
+                let queue = format!("kernel.auth.{}", uuid::Uuid::new_v4().simple());
                 let mut deliveries = self
                     .inner
                     .client
@@ -605,10 +605,4 @@ impl moka::Expiry<String, User> for UntilTokenExpiry {
                 .unwrap_or_default(),
         )
     }
-}
-
-/// A random name part: 32 hex digits.
-fn uuid_like() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
