@@ -35,6 +35,7 @@ pub fn configure() -> Builder {
         build_client: true,
         build_server: true,
         out_dir: None,
+        extern_paths: Vec::new(),
     }
 }
 
@@ -46,6 +47,7 @@ pub struct Builder {
     build_client: bool,
     build_server: bool,
     out_dir: Option<PathBuf>,
+    extern_paths: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -69,6 +71,31 @@ impl Builder {
     /// `true`.
     pub fn build_server(mut self, yes: bool) -> Self {
         self.build_server = yes;
+        self
+    }
+
+    /// Uses the messages of `proto_path` (a package or message, fully qualified with a leading
+    /// dot: `.acme.common.v1`) from `rust_path` (`::acme_common::v1`) instead of generating
+    /// them, as prost-build's `extern_path` does: for messages another crate already
+    /// generates. A package entirely covered by extern paths gets no file (nor services):
+    /// declare the services in a package of their own, as below.
+    ///
+    /// ```no_run
+    /// // build.rs: the shop's services, on the messages the `acme-common` crate generates.
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     kernel_build::configure()
+    ///         .extern_path(".acme.common.v1", "::acme_common::v1")
+    ///         .compile(&["proto/acme/shop/v1/shop.proto"], &["proto"])?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn extern_path(
+        mut self,
+        proto_path: impl Into<String>,
+        rust_path: impl Into<String>,
+    ) -> Self {
+        self.extern_paths
+            .push((proto_path.into(), rust_path.into()));
         self
     }
 
@@ -127,6 +154,7 @@ impl Builder {
             }
             match file.package() {
                 "" => return Err(Error::NoPackage(name.to_owned())),
+                package if self.is_extern(package) => false,
                 package => packages.insert(package.to_owned()),
             };
         }
@@ -143,7 +171,13 @@ impl Builder {
             client: self.build_client,
             server: self.build_server,
         };
-        prost_build::Config::new()
+        let mut prost = prost_build::Config::new();
+        let mut pbjson = pbjson_build::Builder::new();
+        for (proto_path, rust_path) in &self.extern_paths {
+            prost.extern_path(proto_path, rust_path);
+            pbjson.extern_path(proto_path, rust_path);
+        }
+        prost
             // `prost::Name` on every message: endpoints record their messages by proto name.
             .enable_type_names()
             // Proto comments become docs; messages without one must not fail `missing_docs`.
@@ -152,7 +186,7 @@ impl Builder {
             .out_dir(&scratch)
             .compile_fds(set)?;
         let prefixes: Vec<String> = packages.iter().map(|p| format!(".{p}")).collect();
-        pbjson_build::Builder::new()
+        pbjson
             .register_descriptors(&encoded)?
             // A newer peer may send fields this build does not know: skip them.
             .ignore_unknown_fields()
@@ -183,6 +217,19 @@ impl Builder {
         }
         fs::remove_dir_all(&scratch)?;
         Ok(())
+    }
+}
+
+impl Builder {
+    /// Whether every message of `package` comes from an extern path.
+    fn is_extern(&self, package: &str) -> bool {
+        let package = format!(".{package}");
+        self.extern_paths.iter().any(|(proto_path, _)| {
+            package == *proto_path
+                || package
+                    .strip_prefix(proto_path.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
     }
 }
 

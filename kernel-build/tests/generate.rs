@@ -121,3 +121,45 @@ fn a_missing_proto_file_is_a_proto_error() {
         .unwrap_err();
     assert!(matches!(error, Error::Proto(_)), "{error}");
 }
+
+#[test]
+fn extern_path_uses_another_crates_messages_and_skips_their_package() {
+    let dir = scratch("extern-path");
+    let protos = dir.join("proto");
+    fs::create_dir_all(&protos).unwrap();
+    fs::write(
+        protos.join("common.proto"),
+        "syntax = \"proto3\"; package acme.common.v1; message Thing { string name = 1; }",
+    )
+    .unwrap();
+    fs::write(
+        protos.join("things.proto"),
+        "syntax = \"proto3\"; package acme.things.v1; import \"common.proto\";\n\
+         message Shelf { acme.common.v1.Thing thing = 1; }\n\
+         service Things { rpc Get(acme.common.v1.Thing) returns (Shelf); }",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    kernel_build::configure()
+        .extern_path(".acme.common.v1", "::acme_common")
+        .out_dir(&out)
+        .compile(&["things.proto"], &[protos])
+        .unwrap();
+    let code = fs::read_to_string(out.join("acme.things.v1.rs")).unwrap();
+    assert!(code.contains("request: &'a ::acme_common::Thing"), "{code}");
+    assert!(
+        code.contains("::core::option::Option<::acme_common::Thing>"),
+        "{code}"
+    );
+    assert!(code.contains("pub struct Shelf {"));
+    assert!(
+        !code.contains("pub struct Thing {"),
+        "an extern message was generated"
+    );
+    let mut files: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["acme.things.v1.fds.bin", "acme.things.v1.rs"]);
+}
