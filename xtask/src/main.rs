@@ -6,7 +6,7 @@
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
 //! | `bench` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
-//! | `ci` | fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the examples, then `test` |
+//! | `ci` | the toolchain is the MSRV, fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the examples, then `test` |
 
 #![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
 
@@ -57,8 +57,8 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Everything CI checks, in order: fmt, clippy, no-default-features build, codegen --check,
-    /// docs, test.
+    /// Everything CI checks, in order: the toolchain is the MSRV, fmt, clippy,
+    /// no-default-features build, codegen --check, cargo package, docs, examples, test.
     Ci,
 }
 
@@ -100,6 +100,36 @@ pub(crate) fn cargo(
     }
 }
 
+/// Fails unless the `rustc` that builds is the workspace's `rust-version` (the MSRV CI
+/// promises to build with), so a newer toolchain cannot hide a use of a newer feature.
+fn msrv(root: &std::path::Path) -> Result<()> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let wanted = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .map(|value| value.trim_matches('"').to_owned())
+        .ok_or("no `rust-version` in the workspace's Cargo.toml")?;
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let output = std::process::Command::new(rustc)
+        .arg("--version")
+        .current_dir(root)
+        .output()?;
+    let version = String::from_utf8_lossy(&output.stdout).into_owned();
+    // `rustc 1.95.0 (59807616e 2026-04-14)`: compare major.minor with `rust-version`.
+    let found = version.split_whitespace().nth(1).unwrap_or_default();
+    if found == wanted || found.starts_with(&format!("{wanted}.")) {
+        eprintln!("xtask: rustc {found} is the MSRV, {wanted}");
+        Ok(())
+    } else {
+        Err(format!(
+            "CI builds with the MSRV, rust-version {wanted}, but rustc is {:?}: \
+             run `rustup default {wanted}` (or set RUSTUP_TOOLCHAIN)",
+            version.trim()
+        )
+        .into())
+    }
+}
+
 fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     let engines = services::up(root)?;
     // Every feature: what only an optional feature enables (the Prometheus listener, the
@@ -123,6 +153,7 @@ fn bench(root: &std::path::Path, extra: &[String]) -> Result<()> {
 }
 
 fn ci(root: &std::path::Path) -> Result<()> {
+    msrv(root)?;
     cargo(root, &["fmt", "--all", "--check"], &[])?;
     cargo(
         root,
