@@ -8,7 +8,7 @@
 //! Layout: `cli.rs` holds the flags and subcommands (clap), `context.rs` the connection and
 //! the session a command runs with, `cmd/` one file per subcommand, `raw.rs` the JSON value
 //! a call carries, `session.rs` the saved session, `table.rs` the human output and
-//! `failure.rs` the exit codes. Documented in `docs/cli.md`.
+//! `failure.rs` the exit codes. Documented in [`docs/cli.md`](https://github.com/kernel-platform/kernel/blob/main/docs/cli.md).
 
 mod cli;
 mod cmd;

@@ -25,7 +25,7 @@
 //! assert_eq!(received.code(), "com.example.users.get.missing");
 //! ```
 //!
-//! See `docs/errors.md` in the repository for the codes the kernel itself raises and the wire
+//! See [`docs/errors.md`](https://github.com/kernel-platform/kernel/blob/main/docs/errors.md) in the repository for the codes the kernel itself raises and the wire
 //! mapping.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(error.context(), ["x"]);
     }
 
-    /// A newer peer's error with a kind this version does not know, as `docs/wire.md` §12
+    /// A newer peer's error with a kind this version does not know, as [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) §12
     /// says it must be sent: with H2's nearest `type`, or type 0, and its status.
     fn from_a_newer_peer(kind: &str, r#type: ErrorType, http_code: u32) -> PlatformError {
         PlatformError {

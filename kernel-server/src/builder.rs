@@ -212,7 +212,7 @@ impl ServiceBuilder {
     }
 
     /// Appends H2's access log, one line per request answered, to the file at `path`
-    /// (created if missing); default none. See `docs/operations.md` for the format.
+    /// (created if missing); default none. See [`docs/operations.md`](https://github.com/kernel-platform/kernel/blob/main/docs/operations.md) for the format.
     pub fn access_log(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.access_log = Some(path.into());
         self

@@ -61,7 +61,7 @@ use std::fmt;
 /// In Cassandra the same check is a lightweight transaction,
 /// `UPDATE ledger SET value = ?, fence = ? WHERE key = ? IF fence <= ?`; in SQL it is
 /// `UPDATE ledger SET value = $1, fence = $2 WHERE key = $3 AND fence <= $2` (not applied, or
-/// zero rows updated, means a newer holder got there first). `docs/sync.md` discusses what the
+/// zero rows updated, means a newer holder got there first). [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md) discusses what the
 /// token does not protect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct FencingToken(u64);

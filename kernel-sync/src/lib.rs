@@ -46,7 +46,7 @@
 //! With ZooKeeper or Cassandra only the backend changes (and the ids now exclude other
 //! processes): see [`ZkLockBackend`] and [`CassandraGlobalLock`].
 //!
-//! `docs/sync.md` in the repository explains each guarantee and its limits, and what differs
+//! [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md) in the repository explains each guarantee and its limits, and what differs
 //! from H2.
 //!
 //! # Feature flags

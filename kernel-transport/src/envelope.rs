@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-/// Header names of the wire contract (`docs/wire.md`). Every header value is an AMQP long
+/// Header names of the wire contract ([`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md)). Every header value is an AMQP long
 /// string.
 pub mod headers {
     /// What the message is: `request`, `reply`, `error`, `heartbeat` or `publication`.
@@ -181,7 +181,7 @@ pub struct Envelope {
     /// On an envelope to send it is ignored: the transport always sends its own identity
     /// ([`Transport::user`](crate::Transport::user)), so a value from the input is never
     /// forwarded. Unlike [`from`](Self::from), which any publisher can write, authorisation
-    /// may rely on it (`docs/security.md`).
+    /// may rely on it ([`docs/security.md`](https://github.com/kernel-platform/kernel/blob/main/docs/security.md)).
     pub user_id: String,
     /// Headers the contract does not name, passed through as they are.
     pub headers: HashMap<String, String>,

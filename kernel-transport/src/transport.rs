@@ -17,7 +17,7 @@ use crate::{Envelope, TransportError};
 ///
 /// Implemented by [`InProcessTransport`](crate::InProcessTransport) (the embedded default: every
 /// service and client in one process, no network) and, with the `amqp` feature,
-/// [`AmqpTransport`](crate::AmqpTransport) (RabbitMQ, the wire contract of `docs/wire.md`).
+/// [`AmqpTransport`](crate::AmqpTransport) (RabbitMQ, the wire contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md)).
 /// Clients and services hold it as `Arc<dyn Transport>` so that the choice is made at run time
 /// (`Client::from_env`); that is why it uses `async-trait`.
 ///

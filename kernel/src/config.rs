@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_FILE: &str = "kernel.toml";
 
 /// Everything the kernel can be configured with: one section per crate, each with documented
-/// defaults (see the section types, and `docs/operations.md` for every key).
+/// defaults (see the section types, and [`docs/operations.md`](https://github.com/kernel-platform/kernel/blob/main/docs/operations.md) for every key).
 ///
 /// Read in layers, later ones winning:
 /// 1. the defaults;

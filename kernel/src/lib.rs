@@ -4,7 +4,7 @@
 //!
 //! The umbrella: it re-exports the focused crates (each usable on its own), offers a
 //! [`prelude`], reads configuration ([`Config`]: one section per crate, from `kernel.toml`,
-//! `KERNEL_*` variables and code; every key in `docs/operations.md`), and
+//! `KERNEL_*` variables and code; every key in [`docs/operations.md`](https://github.com/kernel-platform/kernel/blob/main/docs/operations.md)), and
 //! wires the defaults: `Client::from_env()` and `Service::from_env(name)` use RabbitMQ when
 //! `KERNEL_AMQP_URL` is set and the in-process broker otherwise.
 //!
@@ -99,7 +99,7 @@ macro_rules! include_proto {
     };
 }
 
-/// The code in `docs/operations.md`, compiled as doc tests so the page stays true.
+/// The code in [`docs/operations.md`](https://github.com/kernel-platform/kernel/blob/main/docs/operations.md), compiled as doc tests so the page stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/operations.md")]
 pub struct OperationsDoc;

@@ -24,7 +24,7 @@
 //! - **neither**: an `Overloaded` reply (the server protecting itself), a request that could
 //!   not be delivered (`NoRoute`, `ConnectionLost`), the breaker's own rejections.
 //!
-//! The design and the differences from H2 are in `docs/resilience.md`.
+//! The design and the differences from H2 are in [`docs/resilience.md`](https://github.com/kernel-platform/kernel/blob/main/docs/resilience.md).
 
 mod machine;
 mod registry;

@@ -47,7 +47,7 @@
 //!   (`dependentSchemas`).
 //! - **Unknown fields are admitted** (no `additionalProperties: false` on messages): our parser
 //!   skips them so that a newer peer's extra fields do not break an older one
-//!   (`docs/decisions.md`), and a validator must not be stricter than the service. Only the
+//!   ([`docs/decisions.md`](https://github.com/kernel-platform/kernel/blob/main/docs/decisions.md)), and a validator must not be stricter than the service. Only the
 //!   `{request, response}` envelope, which is ours, is closed.
 //! - **`null` is not admitted** except where it is a value (wrappers, `Value`, `NullValue`):
 //!   pbjson never writes it, and reads it for few field kinds.

@@ -233,7 +233,7 @@ impl CassandraGlobalLockBuilder {
     /// enable `scylla`'s `rustls-023` (or `openssl-010`) in your own `Cargo.toml`, at the
     /// version `kernel-sync` uses, and pass an `Arc<rustls::ClientConfig>`. `kernel-sync` does
     /// not turn it on itself, since `rustls-023` builds aws-lc-rs (C and assembly).
-    /// `docs/sync.md` ("Cassandra credentials and TLS") has the full example.
+    /// [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md) ("Cassandra credentials and TLS") has the full example.
     pub fn session_builder(mut self, builder: SessionBuilder) -> Self {
         self.session = Some(builder);
         self

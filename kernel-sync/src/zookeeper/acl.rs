@@ -1,6 +1,6 @@
 //! Who may do what to the nodes the backend creates: open ACLs without credentials; with
 //! digest credentials, the creator's identity (and its peers) alone may create and delete
-//! under the lock and election paths, and anyone may read. See `docs/sync.md`, "ZooKeeper
+//! under the lock and election paths, and anyone may read. See [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md), "ZooKeeper
 //! access control".
 //!
 //! ZooKeeper checks the right to delete a node on its *parent*, so what protects a holder's

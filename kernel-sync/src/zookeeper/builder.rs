@@ -92,7 +92,7 @@ impl ZkLockBackendBuilder {
     /// Lock and leader nodes get `auth::cdrwa, world:anyone:r` too. The shared roots
     /// `/sync` and `/sync/regionleader` get `world:anyone:cr`: every service may create its
     /// own election namespace there, nobody may delete anything. Nodes that already exist keep
-    /// their ACL. Use one user per service, and see `docs/sync.md` ("ZooKeeper access
+    /// their ACL. Use one user per service, and see [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md) ("ZooKeeper access
     /// control") for what this does not protect against.
     ///
     /// The password goes to ZooKeeper in clear unless the connection is TLS.

@@ -49,7 +49,7 @@ use crate::{
 ///   contender that knows of no other holder or waiter in this backend first tries one
 ///   transaction that replaces the empty lock path with a fresh one holding only its node
 ///   (ZooKeeper refuses the delete if anyone holds or waits), so it holds without reading the
-///   path; later clients of the recipe still get higher sequences. See `docs/sync.md`.
+///   path; later clients of the recipe still get higher sequences. See [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md).
 ///
 /// # Leaders
 /// [`leader(id)`](crate::ElectionExt::leader) uses the same recipe under
@@ -82,7 +82,7 @@ use crate::{
 /// [`digest_credentials`](ZkLockBackendBuilder::digest_credentials) the session authenticates
 /// with ZooKeeper's `digest` scheme and the lock and election paths are created so that only
 /// this identity (and its [`peer_digest`](ZkLockBackendBuilder::peer_digest)s) can join a
-/// queue or delete a node, while anyone can observe: `docs/sync.md`, "ZooKeeper access
+/// queue or delete a node, while anyone can observe: [`docs/sync.md`](https://github.com/kernel-platform/kernel/blob/main/docs/sync.md), "ZooKeeper access
 /// control", has the ACL table and its limits.
 ///
 /// ```no_run

@@ -1,4 +1,4 @@
-//! [`AmqpTransport`]: the wire contract of `docs/wire.md` on RabbitMQ, through kernel-amqp.
+//! [`AmqpTransport`]: the wire contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) on RabbitMQ, through kernel-amqp.
 
 mod properties;
 mod session;
@@ -30,7 +30,7 @@ pub const INSTANCE_QUEUE_MAX_LENGTH: i32 = 10_000;
 /// reader; more are dropped and counted ([`AmqpTransport::dropped`]).
 pub const INSTANCE_BUFFER: usize = 1024;
 
-/// The transport on RabbitMQ (AMQP 0-9-1), implementing the wire contract of `docs/wire.md`.
+/// The transport on RabbitMQ (AMQP 0-9-1), implementing the wire contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md).
 ///
 /// On [`connect`](Self::connect) it declares the three exchanges (idempotently) and this
 /// process's exclusive instance queue. Requests go out on a channel in publisher-confirm mode,
@@ -51,7 +51,7 @@ pub const INSTANCE_BUFFER: usize = 1024;
 /// property set to the user it logged in as ([`Transport::user`]: the URL's, or `guest`),
 /// which RabbitMQ checks against the login; every delivery's `user_id` becomes the envelope's
 /// [`user_id`](Envelope::user_id). So a receiver knows which broker user sent a message, and
-/// no other user can claim to be it (`docs/security.md`).
+/// no other user can claim to be it ([`docs/security.md`](https://github.com/kernel-platform/kernel/blob/main/docs/security.md)).
 ///
 /// The connection recovers by itself: when it is lost, the transport reconnects with capped
 /// back-off (200 ms doubling to 5 s) for as long as it is not closed, however long the broker

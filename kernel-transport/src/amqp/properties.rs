@@ -1,4 +1,4 @@
-//! The mapping between an [`Envelope`] and AMQP basic properties plus headers (`docs/wire.md`).
+//! The mapping between an [`Envelope`] and AMQP basic properties plus headers ([`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md)).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
