@@ -3,6 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -80,6 +81,36 @@ pub struct Delivery {
     pub body: Bytes,
 }
 
+/// A message the broker returned: published `mandatory`, and no queue took it.
+#[derive(Clone, Debug)]
+pub struct Returned {
+    /// The broker's reply code (312, `NO_ROUTE`, for an unroutable message).
+    pub code: u16,
+    /// The exchange it was published to.
+    pub exchange: ShortString,
+    /// The routing key it was published with.
+    pub routing_key: ShortString,
+    /// Its properties, or why they are unreadable (the limits of received messages apply).
+    pub properties: Result<Properties, DecodeError>,
+    /// Its body (empty if it was over the limit).
+    pub body: Bytes,
+}
+
+/// The messages a channel's broker returned ([`Channel::returns`]). Ends when the channel
+/// does.
+#[derive(Debug)]
+pub struct Returns {
+    receiver: mpsc::Receiver<Returned>,
+}
+
+impl Stream for Returns {
+    type Item = Returned;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Returned>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
 /// A channel. Cloning is cheap; clones share the channel, which closes when the last clone
 /// (including those held by its [`Consumer`]s) is dropped. Methods on a channel the broker has
 /// closed fail with [`Error::ChannelClosed`].
@@ -92,6 +123,8 @@ struct ChannelRef {
     id: u16,
     generation: u64,
     shared: Arc<Shared>,
+    /// Set once the broker has agreed to confirm publishes (`confirm.select-ok`).
+    confirms: AtomicBool,
 }
 
 impl Drop for ChannelRef {
@@ -130,6 +163,7 @@ impl Channel {
                 id,
                 generation,
                 shared,
+                confirms: AtomicBool::new(false),
             }),
         }
     }
@@ -264,7 +298,27 @@ impl Channel {
     /// # Errors
     /// As for [`exchange_declare`](Self::exchange_declare).
     pub async fn confirm_select(&self) -> Result<(), Error> {
-        self.call(Method::ConfirmSelect).await.map(drop)
+        self.call(Method::ConfirmSelect).await?;
+        self.inner.confirms.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Messages published `mandatory` on this channel that no queue took, from now on: the
+    /// broker's `basic.return`, which precedes anything a consumer of the message could have
+    /// sent. On a channel in confirm mode the confirmation says [`Confirmation::Returned`]
+    /// too. At most `capacity` wait to be read; more are dropped (logged at debug).
+    ///
+    /// # Errors
+    /// [`Error::ChannelClosed`], or the connection's error.
+    pub async fn returns(&self, capacity: usize) -> Result<Returns, Error> {
+        let (sink, receiver) = mpsc::channel(capacity.max(1));
+        self.shared()
+            .send(Command::Returns {
+                channel: self.key(),
+                sink,
+            })
+            .await?;
+        Ok(Returns { receiver })
     }
 
     /// Consumes a queue. The consumer holds at most `capacity` deliveries not yet taken from
@@ -300,7 +354,10 @@ impl Channel {
     }
 
     /// Publishes a message, then waits for the broker's confirmation if the channel is in
-    /// confirm mode ([`Confirmation::NotRequested`] at once if not).
+    /// confirm mode. If not, returns [`Confirmation::NotRequested`] as soon as the message is
+    /// queued for the socket, without a round trip through the connection's task (a write
+    /// without confirms promises nothing more); a `mandatory` message no queue takes then
+    /// comes back through [`returns`](Self::returns).
     ///
     /// The message is checked before anything is sent: a property list that does not fit in
     /// one frame of the negotiated size is [`Error::TooLarge`], a property over 255 bytes
@@ -318,13 +375,24 @@ impl Channel {
         body: &[u8],
     ) -> Result<Confirmation, Error> {
         let frames = self.encode_publish(exchange, routing_key, mandatory, properties, body)?;
+        if !self.inner.confirms.load(Ordering::Acquire) {
+            self.shared()
+                .send(Command::Publish {
+                    channel: self.key(),
+                    frames,
+                    message_id: None,
+                    confirm: None,
+                })
+                .await?;
+            return Ok(Confirmation::NotRequested);
+        }
         let (confirm, wait) = oneshot::channel();
         self.shared()
             .send(Command::Publish {
                 channel: self.key(),
                 frames,
                 message_id: properties.message_id.clone(),
-                confirm,
+                confirm: Some(confirm),
             })
             .await?;
         self.shared().wait(wait).await

@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use crate::channel::{Channel, Confirmation, Delivery};
+use crate::channel::{Channel, Confirmation, Delivery, Returned};
 use crate::frame::{
     Close, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_TOO_LARGE, FRAME_HEARTBEAT, FRAME_METHOD, Frame,
     FrameCodec, Method, PROTOCOL_HEADER, put_frame, put_heartbeat,
@@ -28,6 +28,9 @@ use crate::{ConnectOptions, Error, Limits};
 
 /// Commands queued to the driver; more wait in their callers.
 const COMMAND_QUEUE: usize = 256;
+
+/// At most this many ready frames and commands are handled between two writes.
+const BATCH: usize = 64;
 
 /// A byte stream the connection runs on: TCP, or TLS over TCP.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -119,12 +122,18 @@ pub(crate) enum Command {
         consumer: Option<(Bytes, Consumer)>,
         reply: oneshot::Sender<Result<Method, Error>>,
     },
-    /// Encoded frames of one message.
+    /// Encoded frames of one message; with `confirm`, on a channel in confirm mode, for a
+    /// caller awaiting the broker's confirmation.
     Publish {
         channel: (u16, u64),
         frames: Bytes,
         message_id: Option<ShortString>,
-        confirm: oneshot::Sender<Result<Confirmation, Error>>,
+        confirm: Option<oneshot::Sender<Result<Confirmation, Error>>>,
+    },
+    /// Where the channel's returned messages go from now on.
+    Returns {
+        channel: (u16, u64),
+        sink: mpsc::Sender<Returned>,
     },
     /// A method without a reply (ack, reject, cancel without waiting).
     Send { channel: (u16, u64), method: Method },
@@ -410,7 +419,11 @@ enum IncomingKind {
         exchange: ShortString,
         routing_key: ShortString,
     },
-    Return,
+    Return {
+        code: u16,
+        exchange: ShortString,
+        routing_key: ShortString,
+    },
 }
 
 /// Where a consumer's deliveries go.
@@ -433,6 +446,8 @@ struct ChannelState {
     incoming: Option<Incoming>,
     /// Set once `confirm.select` is sent: the next publish sequence number and those unconfirmed.
     confirms: Option<(u64, BTreeMap<u64, Unconfirmed>)>,
+    /// Where returned messages go ([`Channel::returns`]).
+    returns: Option<mpsc::Sender<Returned>>,
     closing: bool,
 }
 
@@ -448,6 +463,7 @@ impl ChannelState {
                 let _ = pending.reply.send(Err(error.clone()));
             }
         }
+        self.returns = None;
     }
 }
 
@@ -513,23 +529,13 @@ impl Driver {
             }
             tokio::select! {
                 frame = self.reader.next() => {
-                    let frame = frame.ok_or(Error::ConnectionClosed {
-                        code: 0,
-                        text: "the broker closed the socket".into(),
-                    })??;
-                    self.last_read = Instant::now();
-                    if self.frame(frame)? {
+                    if self.on_frame(frame)? {
                         return Ok(());
                     }
                 }
-                command = self.commands.recv(), if commands_open => match command {
-                    Some(command) => self.command(command)?,
-                    // Every handle is gone: close the connection.
-                    None => {
-                        commands_open = false;
-                        self.start_close();
-                    }
-                },
+                command = self.commands.recv(), if commands_open => {
+                    self.on_command(command, &mut commands_open)?;
+                }
                 _ = ticker.tick() => {
                     if self.heartbeat.is_zero() {
                         continue;
@@ -541,6 +547,64 @@ impl Driver {
                         put_heartbeat(&mut self.out);
                     }
                 }
+            }
+            // Hot path: whatever else is ready right now joins the same write, so that under
+            // load one syscall carries many frames instead of one each.
+            if self.drain_ready(&mut commands_open)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles frames already readable and commands already queued, without waiting, up to
+    /// [`BATCH`] rounds (so that a flood of one cannot starve the other, nor delay the write
+    /// of what is queued for long). `Ok(true)` once the connection has closed cleanly.
+    fn drain_ready(&mut self, commands_open: &mut bool) -> Result<bool, Error> {
+        for _ in 0..BATCH {
+            let mut progressed = false;
+            if let Some(frame) = self.reader.next().now_or_never() {
+                if self.on_frame(frame)? {
+                    return Ok(true);
+                }
+                progressed = true;
+            }
+            if *commands_open {
+                match self.commands.try_recv() {
+                    Ok(command) => {
+                        self.on_command(Some(command), commands_open)?;
+                        progressed = true;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.on_command(None, commands_open)?;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Handles what the reader yielded; `Ok(true)` once the connection has closed cleanly.
+    fn on_frame(&mut self, frame: Option<Result<Frame, Error>>) -> Result<bool, Error> {
+        let frame = frame.ok_or(Error::ConnectionClosed {
+            code: 0,
+            text: "the broker closed the socket".into(),
+        })??;
+        self.last_read = Instant::now();
+        self.frame(frame)
+    }
+
+    /// Handles a command, or the end of the command queue (every handle is gone: close).
+    fn on_command(&mut self, command: Option<Command>, commands_open: &mut bool) -> Ending {
+        match command {
+            Some(command) => self.command(command),
+            None => {
+                *commands_open = false;
+                self.start_close();
+                Ok(())
             }
         }
     }
@@ -643,26 +707,39 @@ impl Driver {
                 confirm,
             } => {
                 let Some(state) = self.channel(channel) else {
-                    let _ = confirm.send(Err(channel_gone()));
+                    if let Some(confirm) = confirm {
+                        let _ = confirm.send(Err(channel_gone()));
+                    }
                     return Ok(());
                 };
-                match state.confirms.as_mut() {
-                    Some((next, unconfirmed)) => {
-                        unconfirmed.insert(
-                            *next,
-                            Unconfirmed {
-                                message_id,
-                                returned: false,
-                                reply: confirm,
-                            },
-                        );
+                match (state.confirms.as_mut(), confirm) {
+                    (Some((next, unconfirmed)), confirm) => {
+                        // Every publish takes a sequence number in confirm mode, even one
+                        // queued before the caller knew the mode, whose confirmation no one
+                        // awaits: the broker counts them all.
+                        if let Some(reply) = confirm {
+                            unconfirmed.insert(
+                                *next,
+                                Unconfirmed {
+                                    message_id,
+                                    returned: false,
+                                    reply,
+                                },
+                            );
+                        }
                         *next += 1;
                     }
-                    None => {
+                    (None, Some(confirm)) => {
                         let _ = confirm.send(Ok(Confirmation::NotRequested));
                     }
+                    (None, None) => {}
                 }
                 self.out.extend_from_slice(&frames);
+            }
+            Command::Returns { channel, sink } => {
+                if let Some(state) = self.channel(channel) {
+                    state.returns = Some(sink);
+                }
             }
             Command::Send { channel, method } => {
                 let Some(state) = self.channel(channel) else {
@@ -834,9 +911,18 @@ impl Driver {
                     received: 0,
                 });
             }
-            Method::BasicReturn { .. } => {
+            Method::BasicReturn {
+                code,
+                exchange,
+                routing_key,
+                ..
+            } => {
                 state.incoming = Some(Incoming {
-                    what: IncomingKind::Return,
+                    what: IncomingKind::Return {
+                        code,
+                        exchange,
+                        routing_key,
+                    },
                     body_size: None,
                     properties: Ok(crate::Properties::default()),
                     body: BytesMut::new(),
@@ -918,7 +1004,11 @@ impl Driver {
             return;
         };
         match incoming.what {
-            IncomingKind::Return => {
+            IncomingKind::Return {
+                code,
+                exchange,
+                routing_key,
+            } => {
                 let message_id = incoming
                     .properties
                     .as_ref()
@@ -930,6 +1020,21 @@ impl Driver {
                         .find(|p| !p.returned && p.message_id.as_ref() == Some(&id))
                 {
                     pending.returned = true;
+                }
+                if let Some(sink) = &state.returns {
+                    let returned = Returned {
+                        code,
+                        exchange,
+                        routing_key,
+                        properties: incoming.properties,
+                        body: incoming.body.freeze(),
+                    };
+                    if sink.try_send(returned).is_err() {
+                        tracing::debug!(
+                            channel = id,
+                            "a returned message was dropped: nobody reads them"
+                        );
+                    }
                 }
             }
             IncomingKind::Deliver {
@@ -1019,7 +1124,11 @@ fn fail_command(command: Command, error: &Error) {
     match command {
         Command::OpenChannel { reply } => drop(reply.send(Err(error.clone()))),
         Command::Call { reply, .. } => drop(reply.send(Err(error.clone()))),
-        Command::Publish { confirm, .. } => drop(confirm.send(Err(error.clone()))),
+        Command::Publish {
+            confirm: Some(confirm),
+            ..
+        } => drop(confirm.send(Err(error.clone()))),
+        Command::Publish { confirm: None, .. } | Command::Returns { .. } => {}
         Command::Close { reply } => drop(reply.send(Ok(()))),
         Command::Send { .. } => {}
     }

@@ -58,7 +58,9 @@ mod properties;
 mod tls;
 mod types;
 
-pub use channel::{Channel, Confirmation, Consumer, Delivery, ExchangeKind, QueueOptions};
+pub use channel::{
+    Channel, Confirmation, Consumer, Delivery, ExchangeKind, QueueOptions, Returned, Returns,
+};
 pub use connection::Connection;
 pub use error::Error;
 pub use options::{ConnectOptions, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, Limits};

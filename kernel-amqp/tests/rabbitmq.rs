@@ -78,6 +78,51 @@ async fn a_message_goes_round_with_confirms_and_acks() {
 }
 
 #[tokio::test]
+async fn without_confirms_a_mandatory_message_nobody_takes_comes_back_on_returns() {
+    let connection = connect(Limits::default()).await;
+    let (channel, name, mut consumer) = queue(&connection).await;
+    let publisher = connection.open_channel().await.unwrap();
+    let mut returns = publisher.returns(4).await.unwrap();
+    let mut properties = Properties::default();
+    properties.message_id = Some("lost-1".into());
+    let nobody = unique("nobody");
+    // No confirm mode: the publish is queued, not confirmed.
+    let sent = publisher
+        .basic_publish("", &nobody, true, &properties, b"lost")
+        .await
+        .unwrap();
+    assert_eq!(sent, Confirmation::NotRequested);
+    let returned = bounded("the returned message", returns.next())
+        .await
+        .unwrap();
+    assert_eq!(returned.code, 312, "NO_ROUTE");
+    assert_eq!(returned.routing_key.as_bytes(), nobody.as_bytes());
+    assert_eq!(
+        returned.properties.unwrap().message_id,
+        Some("lost-1".into())
+    );
+    assert_eq!(&returned.body[..], b"lost");
+
+    // A routable mandatory message is delivered, and nothing comes back for it.
+    properties.message_id = Some("found-1".into());
+    publisher
+        .basic_publish("", &name, true, &properties, b"found")
+        .await
+        .unwrap();
+    let delivery = bounded("the delivery", consumer.next()).await.unwrap();
+    assert_eq!(&delivery.body[..], b"found");
+    channel
+        .basic_ack(delivery.delivery_tag, false)
+        .await
+        .unwrap();
+    assert!(
+        futures_util::FutureExt::now_or_never(returns.next()).is_none(),
+        "a delivered message came back"
+    );
+    connection.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn strings_that_are_not_utf8_arrive_as_bytes() {
     let connection = connect(Limits::default()).await;
     let (channel, name, mut consumer) = queue(&connection).await;
