@@ -332,7 +332,7 @@ impl ServiceBuilder {
             announce_interval: self.announce_interval,
             stats_interval: self.stats_interval,
             client: service_client.clone(),
-            serving: std::sync::atomic::AtomicBool::new(false),
+            serving: tokio::sync::watch::Sender::new(false),
         });
         // The default endpoints, unless the service has its own of the same name.
         for endpoint in ops::defaults(&ops) {

@@ -142,6 +142,41 @@ impl Service {
         self.inner.ops.ready()
     }
 
+    /// Waits until [`serve`](Self::serve) consumes the service's work queue and
+    /// subscriptions (at once if it already does), on any clone of the service. From then on
+    /// a request to the service is queued for it rather than returned as `NoRoute`: for tests
+    /// and quick starts that must not call too early. Does not return if the service never
+    /// starts serving; bound it with a timeout.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kernel_errors::Error> {
+    /// use kernel_client::Client;
+    /// use kernel_proto::examples::{HelloRequest, HelloResponse};
+    /// use kernel_server::{Endpoint, Request, Service};
+    /// use kernel_transport::InProcessBroker;
+    ///
+    /// async fn hello(_: Request<HelloRequest>) -> Result<HelloResponse, kernel_errors::Error> {
+    ///     Ok(HelloResponse::default())
+    /// }
+    ///
+    /// let broker = InProcessBroker::new();
+    /// let service = Service::builder("com.example.ready", &Client::new(broker.connect()))
+    ///     .endpoint(Endpoint::new("hello", hello).open())
+    ///     .build()?;
+    /// tokio::spawn(service.clone().serve());
+    /// tokio::time::timeout(std::time::Duration::from_secs(5), service.serving())
+    ///     .await
+    ///     .expect("serving within 5 s");
+    /// assert!(service.is_ready());
+    /// # Ok(()) }
+    /// ```
+    pub async fn serving(&self) {
+        let mut serving = self.inner.ops.serving.subscribe();
+        // The sender lives as long as `self`: the wait ends only when serving.
+        let _ = serving.wait_for(|serving| *serving).await;
+    }
+
     /// A client that calls as this service (the `from` header is the service's name), for
     /// handlers that call other services.
     pub fn client(&self) -> &Client {
@@ -202,10 +237,7 @@ impl Service {
         #[cfg(feature = "prometheus")]
         let probes = crate::probes::start(inner).await?;
         inner.instrumenter.counter("runtime.started", 1, 1.0);
-        inner
-            .ops
-            .serving
-            .store(true, std::sync::atomic::Ordering::Release);
+        inner.ops.serving.send_replace(true);
         tracing::info!(service = %inner.name, instance = %inner.ops.instance_id, "serving");
         // Health checks, announcements and statistics, until the service stops.
         let monitoring = monitor::start(&inner.ops);
@@ -236,10 +268,7 @@ impl Service {
             }
         }
 
-        inner
-            .ops
-            .serving
-            .store(false, std::sync::atomic::Ordering::Release);
+        inner.ops.serving.send_replace(false);
         drop(events); // stop consuming: nothing new arrives, unacked deliveries stay ours
         drop(monitoring);
         monitor::farewell(&inner.ops).await;

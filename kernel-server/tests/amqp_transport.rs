@@ -28,7 +28,9 @@ async fn a_service_whose_transport_closes_stops_with_an_error() {
     )
     .build()
     .unwrap();
+    let handle = service.clone();
     let serving = tokio::spawn(service.serve());
+    support::bounded("the service to consume", handle.serving()).await;
     // Serving once a heartbeat to the service is answered: its consumer is then running (a
     // heartbeat that is merely routed only proves the queue exists, and closing the transport
     // before the consumer starts fails `serve` at its start instead).

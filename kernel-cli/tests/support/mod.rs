@@ -13,7 +13,7 @@ use kernel_errors::Error;
 use kernel_login::{LoginService, MemoryCredentialStore};
 use kernel_proto::examples::{HelloRequest, HelloResponse};
 use kernel_server::{Endpoint, Request, Service};
-use kernel_transport::{AmqpTransport, Destination, Envelope, Transport};
+use kernel_transport::{AmqpTransport, Transport};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
@@ -118,23 +118,13 @@ impl Platform {
     /// Serves `service` until the platform is dropped; returns once its queue is consumed.
     async fn serve(&mut self, service: Service) {
         let (stop, stopped) = oneshot::channel::<()>();
-        let name = service.name().to_owned();
+        let handle = service.clone();
         self.tasks
             .push(tokio::spawn(service.serve_with_shutdown(async {
                 let _ = stopped.await;
             })));
         self.stops.push(stop);
-        let probe = Arc::clone(self.client.transport());
-        bounded("the service to start consuming", async {
-            loop {
-                let ping = Envelope::ping(probe.instance_queue());
-                match probe.send(Destination::Service(&name), ping).await {
-                    Ok(()) => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        })
-        .await;
+        bounded("the service to start consuming", handle.serving()).await;
     }
 
     /// The `kernel` binary with `args`, against this platform's broker, login service and

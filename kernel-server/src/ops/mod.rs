@@ -62,7 +62,7 @@ pub(crate) struct Operations {
     /// Calls and publishes as the service.
     pub(crate) client: Client,
     /// Whether the service consumes its queues (between start and shutdown).
-    pub(crate) serving: std::sync::atomic::AtomicBool,
+    pub(crate) serving: tokio::sync::watch::Sender<bool>,
 }
 
 impl Operations {
@@ -86,7 +86,7 @@ impl Operations {
 
     /// Ready for traffic: serving, and no health check unhealthy.
     pub(crate) fn ready(&self) -> bool {
-        self.serving.load(std::sync::atomic::Ordering::Acquire) && self.latest_health().healthy
+        *self.serving.borrow() && self.latest_health().healthy
     }
 }
 

@@ -97,25 +97,15 @@ impl Drop for Running {
     }
 }
 
-/// Serves `service` in the background, returning once its work queue is consumed (a
-/// heartbeat sent to the service is routed, which needs the queue).
+/// Serves `service` in the background, returning once its work queue is consumed
+/// ([`Service::serving`]).
 pub async fn serve(service: Service) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
-    let name = service.name().to_owned();
-    let probe = Arc::clone(service.client().transport());
+    let handle = service.clone();
     let task = tokio::spawn(service.serve_with_shutdown(async {
         let _ = stopped.await;
     }));
-    bounded("the service to start consuming", async {
-        loop {
-            let ping = Envelope::ping(probe.instance_queue());
-            match probe.send(Destination::Service(&name), ping).await {
-                Ok(()) => break,
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    })
-    .await;
+    bounded("the service to start consuming", handle.serving()).await;
     Running {
         stop: Some(stop),
         task,

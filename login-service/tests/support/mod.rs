@@ -11,7 +11,7 @@ use kernel_errors::Error;
 use kernel_login::{AttemptPolicy, LoginService, MemoryCredentialStore};
 use kernel_proto::login::SignedOut;
 use kernel_server::{Endpoint, Request, Service};
-use kernel_transport::{Destination, Envelope, Transport};
+use kernel_transport::Transport;
 use tokio::sync::{mpsc, oneshot};
 
 pub use kernel_testkit::{bounded, unique};
@@ -61,26 +61,15 @@ impl Drop for Running {
     }
 }
 
-/// Serves `service` in the background, returning once its work queue is consumed (a
-/// heartbeat sent to the service is routed, which needs the queue).
+/// Serves `service` in the background, returning once its work queue is consumed
+/// ([`Service::serving`]).
 pub async fn serve(service: Service) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
-    let name = service.name().to_owned();
-    let probe = Arc::clone(service.client().transport());
+    let handle = service.clone();
     let task = tokio::spawn(service.serve_with_shutdown(async {
         let _ = stopped.await;
     }));
-    bounded("the service to start consuming", async {
-        loop {
-            let ping = Envelope::ping(probe.instance_queue());
-            match probe.send(Destination::Service(&name), ping).await {
-                Ok(()) => break,
-                // Not consuming yet: poll again shortly (bounded above).
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    })
-    .await;
+    bounded("the service to start consuming", handle.serving()).await;
     Running {
         stop: Some(stop),
         task,
