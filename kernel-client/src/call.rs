@@ -36,10 +36,13 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use kernel_errors::Error;
 use kernel_proto::platform::PlatformError;
-use kernel_transport::{ContentType, Destination, Envelope, Message, MessageType, codec, trace};
+use kernel_transport::{
+    ContentType, Destination, Envelope, Message, MessageType, TransportError, codec, trace,
+};
 
 use crate::attempts::{Attempts, Before, Failure, Next, Outcome, Spend};
 use crate::breaker::Verdict;
+use crate::router::Answer;
 use crate::{Client, codes};
 
 /// A request message of any type, encodable in either content type: what lets a [`Call`] be
@@ -404,10 +407,15 @@ async fn execute(
                         );
                         return Err(record(inst, in_context(error, &request)));
                     }
-                    Ok(Some(reply)) if reply.message_type == MessageType::Error => {
+                    Ok(Some(Answer::Returned)) => {
+                        Outcome::SendFailed(Error::from(TransportError::NoRoute {
+                            destination: request.service.clone(),
+                        }))
+                    }
+                    Ok(Some(Answer::Reply(reply))) if reply.message_type == MessageType::Error => {
                         Outcome::ErrorReply(decode_error(&reply))
                     }
-                    Ok(Some(reply)) => {
+                    Ok(Some(Answer::Reply(reply))) => {
                         if let Some(ticket) = ticket.take() {
                             ticket.record(Verdict::Success, Instant::now().into_std());
                         }

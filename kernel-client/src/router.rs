@@ -1,7 +1,8 @@
 //! The reply router: the one consumer of a process's instance queue.
 //!
-//! It hands each reply or error to the call waiting for its correlation id, answers heartbeat
-//! pings, and counts replies nobody waits for (`client.reply.stray`). When the instance queue's
+//! It hands each reply or error to the call waiting for its correlation id, and each request
+//! the transport hands back as returned (no queue took it) to the call that sent it; answers
+//! heartbeat pings, and counts replies nobody waits for (`client.reply.stray`). When the instance queue's
 //! stream ends (the transport closed), every waiting call is told at once.
 
 use std::collections::HashMap;
@@ -17,12 +18,24 @@ use tokio::task::JoinHandle;
 /// can grow a waiting call's memory.
 pub const ANSWERS_PER_CALL: usize = 16;
 
+/// What a waiting call can be told.
+// Nearly every answer is a reply: boxing it would cost an allocation per call to save a few
+// hundred bytes in a channel slot that holds one answer.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A reply or an error reply correlated with the call's message id.
+    Reply(Envelope),
+    /// The call's request came back from the broker: no queue took it.
+    Returned,
+}
+
 /// Calls waiting for a reply, by message id.
 #[derive(Debug, Default)]
-pub(crate) struct Pending(Mutex<HashMap<String, mpsc::Sender<Envelope>>>);
+pub(crate) struct Pending(Mutex<HashMap<String, mpsc::Sender<Answer>>>);
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::Sender<Envelope>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::Sender<Answer>>> {
         // Each critical section is one map operation: nothing is left half done by a panic.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -42,7 +55,13 @@ impl Pending {
     /// Hands an answer to its call; false if no call waits for it.
     fn complete(&self, envelope: Envelope) -> bool {
         let sender = self.lock().get(&envelope.correlation_id).cloned();
-        sender.is_some_and(|sender| sender.try_send(envelope).is_ok())
+        sender.is_some_and(|sender| sender.try_send(Answer::Reply(envelope)).is_ok())
+    }
+
+    /// Tells the call that sent `message_id` that its request found no queue.
+    fn returned(&self, message_id: &str) -> bool {
+        let sender = self.lock().get(message_id).cloned();
+        sender.is_some_and(|sender| sender.try_send(Answer::Returned).is_ok())
     }
 
     /// Tells every waiting call that no answer will come.
@@ -56,12 +75,12 @@ impl Pending {
 pub(crate) struct Registration {
     pending: Arc<Pending>,
     message_id: String,
-    receiver: mpsc::Receiver<Envelope>,
+    receiver: mpsc::Receiver<Answer>,
 }
 
 impl Registration {
     /// The next answer, or `None` if none can come (the router stopped).
-    pub(crate) async fn reply(&mut self) -> Option<Envelope> {
+    pub(crate) async fn reply(&mut self) -> Option<Answer> {
         self.receiver.recv().await
     }
 }
@@ -87,6 +106,13 @@ impl Router {
     ) -> Self {
         let task = tokio::spawn(async move {
             while let Some(delivery) = deliveries.next().await {
+                if delivery.is_returned() {
+                    let (request, _) = delivery.into_parts();
+                    if !pending.returned(&request.message_id) {
+                        tracing::debug!("a returned request nobody waits for any more");
+                    }
+                    continue;
+                }
                 let (envelope, _no_ack_needed) = delivery.into_parts();
                 route(
                     envelope,

@@ -328,6 +328,17 @@ async fn floods_of_stray_replies_and_pings_leave_both_sides_serving() {
             .await
             .unwrap();
     }
+    // A synchronous method on the same channel returns once the broker has handled every
+    // publish before it, so the pings are in the work queue before the normal call (on
+    // another connection, hence not ordered with them) is sent.
+    let shared = QueueOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    answers
+        .queue_declare(&target.name, shared, FieldTable::new())
+        .await
+        .unwrap();
     // Unreadable replies to the service's instance queue are counted as rejected, unless
     // dropped first (its bounds): no exact count.
     target.still_serves(None).await;

@@ -22,9 +22,10 @@ use crate::{Envelope, TransportError};
 /// (`Client::from_env`); that is why it uses `async-trait`.
 ///
 /// # Contract for implementations
-/// - `send` to [`Destination::Service`] resolves once the broker has accepted and routed the
-///   request, and fails with [`TransportError::NoRoute`] at once when no queue serves the
-///   service. Sends to instances and topics do not report missing routes: a reply to a process
+/// - A request sent to [`Destination::Service`] that no queue serves is reported as
+///   [`TransportError::NoRoute`] by `send`, or, by a transport that returns from `send` before
+///   its broker has routed the request, as the request handed back on the instance queue
+///   ([`Delivery::returned`]) before any reply to it could arrive. Sends to instances and topics do not report missing routes: a reply to a process
 ///   that is gone, or a publication nobody subscribed to, is dropped.
 /// - A service's work queue is shared by every consumer of it (each request goes to one), and
 ///   hands a consumer at most `capacity` deliveries that it has not acked yet.
@@ -40,8 +41,14 @@ use crate::{Envelope, TransportError};
 pub trait Transport: Send + Sync + 'static {
     /// Sends one envelope.
     ///
+    /// A request to a service nobody serves is [`TransportError::NoRoute`], either here or,
+    /// for a transport that learns it only later (the AMQP transport does not wait for the
+    /// broker before returning), as the request itself delivered back on this transport's
+    /// instance queue, marked [`Delivery::is_returned`], before any reply could come.
+    ///
     /// # Errors
-    /// [`TransportError::NoRoute`] for a request to a service nobody serves;
+    /// [`TransportError::NoRoute`] for a request to a service nobody serves, when known at
+    /// once;
     /// [`TransportError::ConnectionLost`] or [`TransportError::Closed`] if the transport cannot
     /// send; [`TransportError::InvalidName`] for an empty or overlong destination.
     async fn send(
@@ -167,12 +174,33 @@ pub struct Delivery {
     /// The message received.
     pub envelope: Envelope,
     acker: Acker,
+    returned: bool,
 }
 
 impl Delivery {
     /// A delivery acknowledged through `acker`.
     pub fn new(envelope: Envelope, acker: Acker) -> Self {
-        Delivery { envelope, acker }
+        Delivery {
+            envelope,
+            acker,
+            returned: false,
+        }
+    }
+
+    /// A request this transport sent that no service queue took, handed back on the instance
+    /// queue (see [`Transport::send`]). Only the transport makes one, from what its broker
+    /// says: nothing another sender publishes can be marked so.
+    pub fn returned(request: Envelope) -> Self {
+        Delivery {
+            envelope: request,
+            acker: Acker::none(),
+            returned: true,
+        }
+    }
+
+    /// Whether this is a request of ours that found no route ([`Delivery::returned`]).
+    pub fn is_returned(&self) -> bool {
+        self.returned
     }
 
     /// Splits the delivery so that the envelope can be consumed and the ack sent later.

@@ -33,10 +33,13 @@ pub const INSTANCE_BUFFER: usize = 1024;
 /// The transport on RabbitMQ (AMQP 0-9-1), implementing the wire contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md).
 ///
 /// On [`connect`](Self::connect) it declares the three exchanges (idempotently) and this
-/// process's exclusive instance queue. Requests go out on a channel in publisher-confirm mode,
-/// published `mandatory`, so that a request to a service with no queue comes back at once as
-/// [`TransportError::NoRoute`]. Replies, pongs and publications go out on a second channel
-/// without confirms: nobody waits for them. Service and subscription queues are declared by
+/// process's exclusive instance queue. Requests go out on a channel of their own, published
+/// `mandatory` and without publisher confirms: `send` returns once the request is queued for
+/// the socket, and a request to a service with no queue comes back from the broker
+/// (`basic.return`) before any reply could, as a [returned](crate::Delivery::is_returned)
+/// delivery on the instance queue, which the client turns into
+/// [`TransportError::NoRoute`]. Replies, pongs and publications go out on a second channel,
+/// also without confirms: nobody waits for them. Service and subscription queues are declared by
 /// their consumers, each on its own channel, with manual acks and a prefetch equal to the
 /// capacity asked for.
 ///
