@@ -28,20 +28,48 @@ pub const MAX_CALLER_METRICS: usize = 32;
 /// sanitised name of their own, every later one is `other`, so spoofed `from` values cannot
 /// grow the set of metric names.
 #[derive(Debug, Default)]
-pub(crate) struct CallerMetrics(Mutex<HashMap<String, Arc<str>>>);
+pub(crate) struct CallerMetrics(Mutex<HashMap<String, Arc<CallerKey>>>);
+
+/// A caller as admission and metrics know it, with its gauge's name made once, not per request.
+#[derive(Debug)]
+pub(crate) struct CallerKey {
+    /// The caller's key: its sanitised name, or `other`.
+    pub(crate) name: Arc<str>,
+    /// `server.tokens.<name>`.
+    pub(crate) tokens_gauge: String,
+}
+
+impl CallerKey {
+    fn new(name: &str) -> Arc<Self> {
+        Arc::new(CallerKey {
+            name: Arc::from(name),
+            tokens_gauge: format!("server.tokens.{name}"),
+        })
+    }
+}
 
 impl CallerMetrics {
-    pub(crate) fn name(&self, caller: &str) -> Arc<str> {
+    pub(crate) fn caller(&self, caller: &str) -> Arc<CallerKey> {
         let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(name) = names.get(caller) {
-            return name.clone();
+        if let Some(known) = names.get(caller) {
+            return Arc::clone(known);
         }
         if names.len() >= MAX_CALLER_METRICS {
-            return Arc::from("other");
+            // `other` is kept under a key no sanitised name has, made once.
+            return Arc::clone(
+                names
+                    .entry(String::from("\0other"))
+                    .or_insert_with(|| CallerKey::new("other")),
+            );
         }
-        let name: Arc<str> = Arc::from(sanitise(caller));
-        names.insert(caller.to_owned(), name.clone());
-        name
+        let known = CallerKey::new(&sanitise(caller));
+        names.insert(caller.to_owned(), Arc::clone(&known));
+        known
+    }
+
+    #[cfg(test)]
+    pub(crate) fn name(&self, caller: &str) -> Arc<str> {
+        Arc::clone(&self.caller(caller).name)
     }
 }
 

@@ -49,6 +49,25 @@ pub struct Endpoint {
     pub(crate) request_type: String,
     pub(crate) response_type: String,
     pub(crate) authoriser: Authoriser,
+    /// Its timings' names, made once.
+    pub(crate) buckets: Buckets,
+}
+
+/// The names an endpoint's timings are recorded under (H2's): `success.<endpoint>` and
+/// `error.<endpoint>`.
+#[derive(Clone, Debug)]
+pub(crate) struct Buckets {
+    pub(crate) success: String,
+    pub(crate) error: String,
+}
+
+impl Buckets {
+    fn new(endpoint: &str) -> Self {
+        Buckets {
+            success: format!("success.{endpoint}"),
+            error: format!("error.{endpoint}"),
+        }
+    }
 }
 
 impl Endpoint {
@@ -59,8 +78,10 @@ impl Endpoint {
         Req: Message,
         Rsp: Message,
     {
+        let name = name.into();
         Endpoint {
-            name: name.into(),
+            buckets: Buckets::new(&name),
+            name,
             handler: Arc::new(Typed::new(handler)),
             mean_time: DEFAULT_MEAN_TIME,
             upper95: DEFAULT_UPPER95,

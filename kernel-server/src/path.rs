@@ -159,15 +159,15 @@ async fn admit_and_dispatch(
     // One key per caller for the first MAX_CALLER_METRICS callers seen, `other` for the rest:
     // the same bounded set names the metrics and shares out the capacity, so a flood that
     // rotates through invented `from` values competes as one caller.
-    let caller = inner.caller_metrics.name(&request.from);
+    let caller = inner.caller_metrics.caller(&request.from);
     let Some(_slot) = inner
         .admission
-        .admit(Arc::clone(&caller), mean.min(left))
+        .admit(Arc::clone(&caller.name), mean.min(left))
         .await
     else {
         inst.gauge(
-            &format!("server.tokens.{caller}"),
-            inner.admission.slots_left(&caller) as f64,
+            &caller.tokens_gauge,
+            inner.admission.slots_left(&caller.name) as f64,
             1.0,
         );
         inst.counter("server.error.capacity", 1, 1.0);
@@ -177,8 +177,8 @@ async fn admit_and_dispatch(
         ));
     };
     inst.gauge(
-        &format!("server.tokens.{caller}"),
-        inner.admission.slots_left(&caller) as f64,
+        &caller.tokens_gauge,
+        inner.admission.slots_left(&caller.name) as f64,
         1.0,
     );
     inst.gauge(
@@ -300,28 +300,26 @@ fn answer(
     let content_type = request.content_type.for_reply();
     // Metric names come from the endpoints served, never from the wire: a request for an
     // endpoint that does not exist has no per-endpoint timing.
-    let endpoint = inner
-        .endpoints
-        .get(&request.endpoint)
-        .map(|endpoint| endpoint.name.as_str());
-    let timing = |bucket: &str| {
+    let endpoint = inner.endpoints.get(&request.endpoint);
+    let timing = |success: bool| {
         if let Some(endpoint) = endpoint {
-            inst.timing(&format!("{bucket}.{endpoint}"), elapsed, 1.0);
+            let bucket = if success {
+                &endpoint.buckets.success
+            } else {
+                &endpoint.buckets.error
+            };
+            inst.timing(bucket, elapsed, 1.0);
         }
     };
     match outcome {
         Ok(payload) => {
-            timing("success");
+            timing(true);
             request.reply(content_type, payload)
         }
         Err(error) => {
             inst.counter(&format!("server.error.{}", error.code()), 1, 1.0);
             // Client faults do not count against the endpoint's error latency (as in H2).
-            let bucket = match error.kind() {
-                Kind::BadRequest | Kind::NotFound => "success",
-                _ => "error",
-            };
-            timing(bucket);
+            timing(matches!(error.kind(), Kind::BadRequest | Kind::NotFound));
             if error.kind() == Kind::InternalServerError {
                 tracing::warn!(endpoint = %clip(&request.endpoint), %error, "internal error");
             } else {
@@ -346,11 +344,9 @@ pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: 
             Err(error) => Err(error),
         };
         match authorised {
-            Ok(_) => inner.instrumenter.timing(
-                &format!("success.{}", endpoint.name),
-                started.elapsed(),
-                1.0,
-            ),
+            Ok(_) => inner
+                .instrumenter
+                .timing(&endpoint.buckets.success, started.elapsed(), 1.0),
             Err(error) => {
                 tracing::warn!(topic = %publication.topic, endpoint = %endpoint.name, %error, "publication handler failed");
                 inner
