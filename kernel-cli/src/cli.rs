@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::colour::ColorChoice;
 use crate::duration;
 
 /// Call, inspect, watch and load-test the services of a running platform.
@@ -34,6 +35,10 @@ pub(crate) struct Global {
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Colour the human output: `auto` (on a terminal, unless `NO_COLOR` is set), `always`,
+    /// `never`.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub(crate) color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,8 +1,17 @@
 //! [`Failure`]: why a command failed, and the exit code that says so.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | [`EXIT_ERROR`] 1 | an error reply, or any failure not listed below |
+//! | [`EXIT_USAGE`] 2 | a usage or configuration mistake |
+//! | [`EXIT_UNREACHABLE`] 3 | nobody answered: timeout, no route, connection lost |
 
 use std::fmt;
 
 use kernel_errors::{Error, Kind};
+
+use crate::colour::{BAD, Paint};
 
 /// Exit code of an error reply, or any failure not listed below.
 pub(crate) const EXIT_ERROR: u8 = 1;
@@ -39,6 +48,33 @@ impl Failure {
             Failure::Platform(_) | Failure::Other(_) => EXIT_ERROR,
         }
     }
+
+    /// The failure as one line for stderr: `KIND (code): description` for a platform error,
+    /// the kind coloured if `paint` is on.
+    pub(crate) fn render(&self, paint: Paint) -> String {
+        match self {
+            Failure::Usage(message) | Failure::Other(message) => message.clone(),
+            Failure::Platform(error) => format!(
+                "{} ({}): {}",
+                paint.paint(error.kind().as_str(), BAD),
+                error.code(),
+                error.description()
+            ),
+        }
+    }
+
+    /// What `--json` prints on stdout for this failure, if anything: a platform error as
+    /// `{"kind", "code", "description"}`.
+    pub(crate) fn json(&self) -> Option<serde_json::Value> {
+        match self {
+            Failure::Platform(error) => Some(serde_json::json!({
+                "kind": error.kind().as_str(),
+                "code": error.code(),
+                "description": error.description(),
+            })),
+            Failure::Usage(_) | Failure::Other(_) => None,
+        }
+    }
 }
 
 /// Nobody answered: the call never got a reply.
@@ -57,24 +93,6 @@ impl From<Error> for Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Usage(message) | Failure::Other(message) => f.write_str(message),
-            Failure::Platform(error) => write!(
-                f,
-                "{} ({}): {}",
-                error.kind().as_str(),
-                error.code(),
-                error.description()
-            ),
-        }
+        f.write_str(&self.render(Paint::OFF))
     }
-}
-
-/// The error as JSON, for `--json`: `{"kind", "code", "description"}`.
-pub(crate) fn error_json(error: &Error) -> serde_json::Value {
-    serde_json::json!({
-        "kind": error.kind().as_str(),
-        "code": error.code(),
-        "description": error.description(),
-    })
 }

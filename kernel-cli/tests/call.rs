@@ -80,6 +80,10 @@ async fn health_is_a_table_anonymously() {
     assert!(table.contains("healthy   yes"), "{table}");
     assert!(table.contains("CHECK"), "{table}");
     assert!(table.contains("kernel.transport.connection"), "{table}");
+    assert!(
+        !table.contains('\x1b'),
+        "piped output is not coloured: {table:?}"
+    );
 
     let run = platform.run(&["health", &platform.greeter, "--json"]).await;
     run.assert_code(0);
@@ -100,4 +104,38 @@ async fn completions_need_no_broker() {
     assert_eq!(output.status.code(), Some(0));
     let script = String::from_utf8(output.stdout).unwrap();
     assert!(script.contains("kernel__subcmd__call"), "{script}");
+}
+
+/// Colour is off in a pipe (stdout and stderr alike) and on with `--color always`, which
+/// `NO_COLOR` does not override; `--color always` never colours JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_only_when_asked_or_on_a_terminal() {
+    let platform = Platform::start().await;
+    let run = platform
+        .run(&["health", &platform.greeter, "--color", "always"])
+        .await;
+    run.assert_code(0);
+    let table = run.stdout();
+    assert!(table.contains("\x1b[32mhealthy\x1b[0m"), "{table:?}");
+
+    let run = platform
+        .run(&["call", &platform.greeter, "hello", r#"{"name":"nobody"}"#])
+        .await;
+    run.assert_code(1);
+    assert!(!run.stderr().contains('\x1b'), "{:?}", run.stderr());
+    let run = platform
+        .command(&["call", &platform.greeter, "hello", r#"{"name":"nobody"}"#])
+        .args(["--color", "always"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("NOT_FOUND\x1b[0m"), "{stderr:?}");
+
+    let run = platform
+        .run(&["health", &platform.greeter, "--json", "--color", "always"])
+        .await;
+    run.assert_code(0);
+    assert_eq!(run.json()["healthy"], true);
 }

@@ -11,6 +11,7 @@ use kernel_proto::platform::{Announcement, HealthCheckEvent, StatsResponse};
 use kernel_transport::{ContentType, Envelope, Message, Source, codec};
 
 use super::out;
+use crate::colour::{NAME, Paint};
 use crate::context::Context;
 use crate::failure::Failure;
 
@@ -41,7 +42,7 @@ pub(crate) async fn run(
             };
             let (envelope, acker) = delivery.into_parts();
             let _ = acker.ack().await;
-            print(&envelope, context.global.json);
+            print(&envelope, context.global.json, context.paint());
             seen += 1;
         }
         Ok(())
@@ -60,7 +61,7 @@ fn eprintln_ready(topic: &str) {
     let _ = writeln!(std::io::stderr(), "watching {topic}");
 }
 
-fn print(envelope: &Envelope, json: bool) {
+fn print(envelope: &Envelope, json: bool, paint: Paint) {
     let body = decode(envelope);
     if json {
         let line = serde_json::json!({
@@ -76,7 +77,10 @@ fn print(envelope: &Envelope, json: bool) {
         } else {
             &envelope.from
         };
-        out(format_args!("{} from {from}: {body}\n", envelope.topic));
+        out(format_args!(
+            "{} from {from}: {body}\n",
+            paint.paint(&envelope.topic, NAME)
+        ));
     }
 }
 
