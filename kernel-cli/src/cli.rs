@@ -52,6 +52,10 @@ pub(crate) enum Command {
         /// The request as JSON (the proto3 JSON mapping); `-` reads it from stdin.
         #[arg(default_value = "{}")]
         request: String,
+        /// Check the request (before sending) and the response against the JSON Schema the
+        /// service's `jsonschema` endpoint publishes; a mismatch exits 4.
+        #[arg(long)]
+        check: bool,
     },
     /// A service's `health` endpoint, as a table.
     Health {

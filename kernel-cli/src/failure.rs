@@ -6,11 +6,13 @@
 //! | [`EXIT_ERROR`] 1 | an error reply, or any failure not listed below |
 //! | [`EXIT_USAGE`] 2 | a usage or configuration mistake |
 //! | [`EXIT_UNREACHABLE`] 3 | nobody answered: timeout, no route, connection lost |
+//! | [`EXIT_SCHEMA`] 4 | `call --check`: the request or response does not match the schema |
 
 use std::fmt;
 
 use kernel_errors::{Error, Kind};
 
+use crate::check::SchemaViolation;
 use crate::colour::{BAD, Paint};
 
 /// Exit code of an error reply, or any failure not listed below.
@@ -19,6 +21,9 @@ pub(crate) const EXIT_ERROR: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code when nobody answered: timeout, no route, connection lost.
 pub(crate) const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code of `call --check` when the request (then not sent) or the response does not
+/// match the endpoint's JSON Schema.
+pub(crate) const EXIT_SCHEMA: u8 = 4;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// A platform error: an error reply, or the client's own (timeout, no route).
     Platform(Error),
+    /// `call --check` found the request or the response at odds with the endpoint's schema.
+    Schema(SchemaViolation),
     /// Anything else (a file that cannot be written).
     Other(String),
 }
@@ -45,6 +52,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Platform(error) if unreachable(error) => EXIT_UNREACHABLE,
+            Failure::Schema(_) => EXIT_SCHEMA,
             Failure::Platform(_) | Failure::Other(_) => EXIT_ERROR,
         }
     }
@@ -54,6 +62,7 @@ impl Failure {
     pub(crate) fn render(&self, paint: Paint) -> String {
         match self {
             Failure::Usage(message) | Failure::Other(message) => message.clone(),
+            Failure::Schema(violation) => violation.to_string(),
             Failure::Platform(error) => format!(
                 "{} ({}): {}",
                 paint.paint(error.kind().as_str(), BAD),
@@ -64,7 +73,8 @@ impl Failure {
     }
 
     /// What `--json` prints on stdout for this failure, if anything: a platform error as
-    /// `{"kind", "code", "description"}`.
+    /// `{"kind", "code", "description"}`, a schema violation as `{"kind":
+    /// "SCHEMA_VIOLATION", "side", "service", "endpoint", "violations"}`.
     pub(crate) fn json(&self) -> Option<serde_json::Value> {
         match self {
             Failure::Platform(error) => Some(serde_json::json!({
@@ -72,6 +82,7 @@ impl Failure {
                 "code": error.code(),
                 "description": error.description(),
             })),
+            Failure::Schema(violation) => Some(violation.json()),
             Failure::Usage(_) | Failure::Other(_) => None,
         }
     }
@@ -88,6 +99,12 @@ fn unreachable(error: &Error) -> bool {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         Failure::Platform(error)
+    }
+}
+
+impl From<SchemaViolation> for Failure {
+    fn from(violation: SchemaViolation) -> Self {
+        Failure::Schema(violation)
     }
 }
 

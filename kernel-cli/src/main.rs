@@ -6,10 +6,12 @@
 //! ```
 //!
 //! Layout: `cli.rs` holds the flags and subcommands (clap), `context.rs` the connection and
-//! the session a command runs with, `cmd/` one file per subcommand, `raw.rs` the JSON value
-//! a call carries, `session.rs` the saved session, `table.rs` and `colour.rs` the human
-//! output and `failure.rs` the exit codes. Documented in `docs/cli.md`.
+//! the session a command runs with, `cmd/` one file per subcommand, `check.rs` the schema
+//! check of `call --check`, `raw.rs` the JSON value a call carries, `session.rs` the saved
+//! session, `table.rs` and `colour.rs` the human output and `failure.rs` the exit codes.
+//! Documented in `docs/cli.md`.
 
+mod check;
 mod cli;
 mod cmd;
 mod colour;

@@ -21,7 +21,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             service,
             endpoint,
             request,
-        } => call::run(&context, &service, &endpoint, &request).await,
+            check,
+        } => call::run(&context, &service, &endpoint, &request, check).await,
         Command::Health { service, run_now } => monitor::health(&context, &service, run_now).await,
         Command::Stats { service } => monitor::stats(&context, &service).await,
         Command::Services { wait } => registry::services(&context, wait).await,
@@ -58,6 +59,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error worth reporting.
 pub(crate) fn out(text: impl std::fmt::Display) {
     let _ = write!(std::io::stdout().lock(), "{text}");
+}
+
+/// Writes `kernel: <text>` and a newline to stderr: a warning that does not fail the command.
+pub(crate) fn warn(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "kernel: {text}");
 }
 
 /// Writes `value` as pretty JSON and a newline to stdout.
