@@ -1,5 +1,6 @@
 //! The command line: global flags and one subcommand each.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -108,8 +109,16 @@ pub(crate) enum Command {
         #[arg(long)]
         count: Option<u64>,
         /// Stop after this long.
-        #[arg(long = "for", value_parser = duration::parse)]
+        #[arg(long = "for", visible_alias = "duration", value_parser = duration::parse)]
         duration: Option<Duration>,
+        /// Decode protobuf publications as this message type (full name, e.g.
+        /// `kernel.examples.v1.Greeted`).
+        #[arg(long = "type", value_name = "NAME")]
+        type_name: Option<String>,
+        /// A `FileDescriptorSet` file with more message types for `--type` (a team's own);
+        /// repeatable.
+        #[arg(long, value_name = "FILE")]
+        descriptor_set: Vec<PathBuf>,
     },
     /// Call an endpoint many times and report throughput and latency.
     Bench {

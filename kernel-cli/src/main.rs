@@ -8,8 +8,8 @@
 //! Layout: `cli.rs` holds the flags and subcommands (clap), `context.rs` the connection and
 //! the session a command runs with, `cmd/` one file per subcommand, `check.rs` the schema
 //! check of `call --check`, `raw.rs` the JSON value a call carries, `session.rs` the saved
-//! session, `table.rs` and `colour.rs` the human output and `failure.rs` the exit codes.
-//! Documented in `docs/cli.md`.
+//! session, `table.rs` and `colour.rs` the human output, `types.rs` protobuf messages by
+//! name (for `watch --type`) and `failure.rs` the exit codes. Documented in `docs/cli.md`.
 
 mod check;
 mod cli;
@@ -21,6 +21,7 @@ mod failure;
 mod raw;
 mod session;
 mod table;
+mod types;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -40,7 +40,18 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             topic,
             count,
             duration,
-        } => watch::run(&context, &topic, count, duration).await,
+            type_name,
+            descriptor_set,
+        } => {
+            let watch = watch::Watch {
+                topic,
+                count,
+                duration,
+                type_name,
+                descriptor_sets: descriptor_set,
+            };
+            watch::run(&context, watch).await
+        }
         Command::Bench {
             service,
             endpoint,
