@@ -120,7 +120,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         descriptor_set: Vec<PathBuf>,
     },
-    /// Call an endpoint many times and report throughput and latency.
+    /// Call an endpoint many times and report throughput, latency percentiles and a
+    /// latency histogram.
     Bench {
         /// The service.
         service: String,
@@ -129,12 +130,16 @@ pub(crate) enum Command {
         /// The request as JSON.
         #[arg(default_value = "{}")]
         request: String,
-        /// How many calls in all.
-        #[arg(long, short = 'n', default_value_t = 100)]
-        count: u64,
-        /// How many calls in flight at once.
+        /// How many calls in all; default 100, or no limit when `--duration` is given.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// How many calls in flight at once (at most 1024).
         #[arg(long, short = 'c', default_value_t = 4)]
         concurrency: u64,
+        /// Start no call after this long (`30s`, `2m`); with `--count`, whichever comes
+        /// first. Calls in flight then finish, each within `--timeout`.
+        #[arg(long, visible_alias = "for", value_parser = duration::parse)]
+        duration: Option<Duration>,
     },
     /// Print a completion script for a shell (`kernel completions bash > ...`).
     Completions {

@@ -36,6 +36,9 @@ pub(crate) enum Failure {
     Schema(SchemaViolation),
     /// Anything else (a file that cannot be written).
     Other(String),
+    /// A failure whose JSON the command has already printed (bench's report): with `--json`
+    /// nothing more goes to stdout; the exit code and the stderr line are the inner one's.
+    Reported(Box<Failure>),
 }
 
 impl Failure {
@@ -54,6 +57,7 @@ impl Failure {
             Failure::Platform(error) if unreachable(error) => EXIT_UNREACHABLE,
             Failure::Schema(_) => EXIT_SCHEMA,
             Failure::Platform(_) | Failure::Other(_) => EXIT_ERROR,
+            Failure::Reported(inner) => inner.exit_code(),
         }
     }
 
@@ -63,6 +67,7 @@ impl Failure {
         match self {
             Failure::Usage(message) | Failure::Other(message) => message.clone(),
             Failure::Schema(violation) => violation.to_string(),
+            Failure::Reported(inner) => inner.render(paint),
             Failure::Platform(error) => format!(
                 "{} ({}): {}",
                 paint.paint(error.kind().as_str(), BAD),
@@ -83,7 +88,7 @@ impl Failure {
                 "description": error.description(),
             })),
             Failure::Schema(violation) => Some(violation.json()),
-            Failure::Usage(_) | Failure::Other(_) => None,
+            Failure::Usage(_) | Failure::Other(_) | Failure::Reported(_) => None,
         }
     }
 }

@@ -181,9 +181,10 @@ async fn services_and_instances_list_what_is_announced() {
     );
 }
 
-/// A small bench completes every call and reports throughput and percentiles.
+/// A small bench completes every call and reports throughput, percentiles and a histogram
+/// holding every call; no progress bar reaches a stderr that is not a terminal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_reports_throughput_and_latency() {
+async fn bench_reports_throughput_latency_and_a_histogram() {
     let platform = Platform::start().await;
     let run = platform
         .run(&[
@@ -195,19 +196,99 @@ async fn bench_reports_throughput_and_latency() {
             "20",
             "--concurrency",
             "4",
+            "--duration",
+            "60s",
             "--json",
         ])
         .await;
     run.assert_code(0);
+    assert_eq!(run.stderr(), "", "no progress bar in a pipe");
     let report = run.json();
     assert_eq!(report["ok"], 20);
     assert_eq!(report["errors"], 0);
+    assert_eq!(report["stopped_by"], "count");
     assert!(report["calls_per_second"].as_f64().unwrap() > 0.0);
-    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+    let ms = |name: &str| {
+        report[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: {report}"))
+    };
+    assert!(ms("p50_ms") > 0.0);
+    assert!(ms("p90_ms") >= ms("p50_ms"));
+    assert!(ms("p99_ms") >= ms("p90_ms"));
+    assert!(ms("p999_ms") >= ms("p99_ms"));
+    assert!(ms("max_ms") >= ms("p999_ms"));
+    assert!(ms("mean_ms") > 0.0);
+    let histogram = report["histogram"].as_array().unwrap();
+    let calls: u64 = histogram.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(calls, 20, "{report}");
+    let bounds: Vec<f64> = histogram
+        .iter()
+        .map(|b| b["le_ms"].as_f64().unwrap())
+        .collect();
+    assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+    assert!(*bounds.last().unwrap() >= ms("max_ms") * 0.999, "{report}");
+    assert_eq!(report["error_codes"], serde_json::json!({}));
 
     let run = platform
         .run(&["bench", &platform.greeter, "hello", "--count", "5"])
         .await;
     run.assert_code(0);
-    assert!(run.stdout().contains("CALLS/S"));
+    let text = run.stdout();
+    assert!(text.contains("CALLS/S"), "{text}");
+    assert!(text.contains("P99.9"), "{text}");
+    assert!(text.contains("LATENCY"), "{text}");
+    assert!(text.contains('#'), "{text}");
+}
+
+/// `--duration` alone bounds a run by time: it stops starting calls when the time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_for_a_duration_stops_when_the_time_is_up() {
+    let platform = Platform::start().await;
+    let run = platform
+        .run(&[
+            "bench",
+            &platform.greeter,
+            "hello",
+            r#"{"name":"ada"}"#,
+            "--duration",
+            "300ms",
+            "--concurrency",
+            "2",
+            "--json",
+        ])
+        .await;
+    run.assert_code(0);
+    let report = run.json();
+    assert_eq!(report["stopped_by"], "duration");
+    assert!(report["ok"].as_u64().unwrap() > 0, "{report}");
+    let seconds = report["seconds"].as_f64().unwrap();
+    // Until the deadline, plus the calls in flight then (each within the 5 s --timeout).
+    assert!((0.3..5.3).contains(&seconds), "{report}");
+
+    // A request the service refuses: every call fails, the run exits 1 with the first
+    // error, and the errors are counted by code.
+    let run = platform
+        .run(&[
+            "bench",
+            &platform.greeter,
+            "hello",
+            r#"{"name":"nobody"}"#,
+            "--count",
+            "3",
+            "--json",
+        ])
+        .await;
+    run.assert_code(1);
+    assert!(
+        run.stderr().contains("com.example.nobody"),
+        "{}",
+        run.stderr()
+    );
+    // One JSON document on stdout: the report.
+    let report = run.json();
+    assert_eq!(report["ok"], 0);
+    assert_eq!(report["errors"], 3);
+    assert_eq!(report["error_codes"]["com.example.nobody"], 3);
+    assert_eq!(report["histogram"], serde_json::json!([]));
 }

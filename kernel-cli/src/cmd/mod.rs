@@ -3,7 +3,7 @@
 mod bench;
 mod call;
 mod login;
-mod monitor;
+pub(crate) mod monitor;
 mod registry;
 mod watch;
 
@@ -58,7 +58,18 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             request,
             count,
             concurrency,
-        } => bench::run(&context, &service, &endpoint, &request, count, concurrency).await,
+            duration,
+        } => {
+            let bench = bench::Bench {
+                service,
+                endpoint,
+                request,
+                count,
+                concurrency,
+                duration,
+            };
+            bench::run(&context, bench).await
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "kernel", &mut std::io::stdout());
