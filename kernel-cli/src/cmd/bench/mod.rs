@@ -137,11 +137,11 @@ fn progress_bar(limits: &Limits, duration: Option<Duration>) -> ProgressBar {
         let bar = ProgressBar::new_spinner();
         let of = duration.map_or_else(String::new, |d| format!(" of {d:?}"));
         bar.set_message(of);
-        (bar, "{spinner} {pos} calls in {elapsed}{msg} ({per_sec})")
+        (bar, "{spinner} {pos} calls in {elapsed}{msg}")
     } else {
         (
             ProgressBar::new(limits.count),
-            "{bar:40} {pos}/{len} calls in {elapsed} ({per_sec})",
+            "{bar:40} {pos}/{len} calls in {elapsed} (eta {eta})",
         )
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
