@@ -1,6 +1,8 @@
 //! A platform to try the `kernel` tool on: a login service `com.example.login` (in memory,
 //! with the ADMIN user `ada`, password from `DEMO_PASSWORD`) and a greeter
-//! `com.example.greeter`, on the RabbitMQ of `KERNEL_AMQP_URL`, until Ctrl-C.
+//! `com.example.greeter` that publishes a `kernel.examples.v1.Greeted` on
+//! `com.example.greeter.greeted` after each greeting, on the RabbitMQ of `KERNEL_AMQP_URL`,
+//! until Ctrl-C.
 //!
 //! ```text
 //! DEMO_PASSWORD=... cargo run -p kernel-cli --example demo_platform
@@ -8,17 +10,28 @@
 #![allow(clippy::print_stdout)] // an example says what it started
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use kernel_auth::{Auth, TokenSigner};
 use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_login::{LoginService, MemoryCredentialStore};
-use kernel_proto::examples::{HelloRequest, HelloResponse};
+use kernel_proto::examples::{Greeted, HelloRequest, HelloResponse};
 use kernel_server::{Endpoint, Request, Service};
 use kernel_transport::{AmqpTransport, Transport};
 
-async fn hello(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
+/// Where the greeter publishes a `Greeted` after each greeting.
+const GREETED: &str = "com.example.greeter.greeted";
+
+/// What `hello` needs: a client to publish with, and the greetings given so far.
+#[derive(Clone)]
+struct Greeter {
+    client: Client,
+    count: Arc<AtomicI64>,
+}
+
+async fn hello(greeter: Greeter, request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
     let name = &request.message().name;
     if name.is_empty() {
         return Err(Error::bad_request(
@@ -26,6 +39,13 @@ async fn hello(request: Request<HelloRequest>) -> Result<HelloResponse, Error> {
             "say who to greet",
         ));
     }
+    let count = greeter.count.fetch_add(1, Ordering::Relaxed) + 1;
+    let greeted = Greeted {
+        name: name.clone(),
+        count,
+    };
+    // A greeting does not fail because its announcement could not be published.
+    let _ = greeter.client.publish(GREETED, &greeted).await;
     Ok(HelloResponse {
         greeting: format!("Hello, {name}!"),
         served_by: String::new(),
@@ -54,11 +74,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = Auth::builder(&greeter_client)
         .login_service("com.example.login")
         .build();
+    let greeter_state = Greeter {
+        client: greeter_client.clone(),
+        count: Arc::new(AtomicI64::new(0)),
+    };
     let greeter = Service::builder("com.example.greeter", &greeter_client)
         .version("1.0.0")
         .auth(auth)
         .endpoint(
-            Endpoint::new("hello", hello)
+            Endpoint::with_state("hello", greeter_state, hello)
                 .open()
                 .mean_time(Duration::from_millis(20))
                 .upper95(Duration::from_millis(50)),

@@ -1,9 +1,11 @@
 //! The command line: global flags and one subcommand each.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::colour::ColorChoice;
 use crate::duration;
 
 /// Call, inspect, watch and load-test the services of a running platform.
@@ -34,6 +36,10 @@ pub(crate) struct Global {
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Colour the human output: `auto` (on a terminal, unless `NO_COLOR` is set), `always`,
+    /// `never`.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub(crate) color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +53,10 @@ pub(crate) enum Command {
         /// The request as JSON (the proto3 JSON mapping); `-` reads it from stdin.
         #[arg(default_value = "{}")]
         request: String,
+        /// Check the request (before sending) and the response against the JSON Schema the
+        /// service's `jsonschema` endpoint publishes; a mismatch exits 4.
+        #[arg(long)]
+        check: bool,
     },
     /// A service's `health` endpoint, as a table.
     Health {
@@ -99,10 +109,19 @@ pub(crate) enum Command {
         #[arg(long)]
         count: Option<u64>,
         /// Stop after this long.
-        #[arg(long = "for", value_parser = duration::parse)]
+        #[arg(long = "for", visible_alias = "duration", value_parser = duration::parse)]
         duration: Option<Duration>,
+        /// Decode protobuf publications as this message type (full name, e.g.
+        /// `kernel.examples.v1.Greeted`).
+        #[arg(long = "type", value_name = "NAME")]
+        type_name: Option<String>,
+        /// A `FileDescriptorSet` file with more message types for `--type` (a team's own);
+        /// repeatable.
+        #[arg(long, value_name = "FILE")]
+        descriptor_set: Vec<PathBuf>,
     },
-    /// Call an endpoint many times and report throughput and latency.
+    /// Call an endpoint many times and report throughput, latency percentiles and a
+    /// latency histogram.
     Bench {
         /// The service.
         service: String,
@@ -111,12 +130,16 @@ pub(crate) enum Command {
         /// The request as JSON.
         #[arg(default_value = "{}")]
         request: String,
-        /// How many calls in all.
-        #[arg(long, short = 'n', default_value_t = 100)]
-        count: u64,
-        /// How many calls in flight at once.
+        /// How many calls in all; default 100, or no limit when `--duration` is given.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// How many calls in flight at once (at most 1024).
         #[arg(long, short = 'c', default_value_t = 4)]
         concurrency: u64,
+        /// Start no call after this long (`30s`, `2m`); with `--count`, whichever comes
+        /// first. Calls in flight then finish, each within `--timeout`.
+        #[arg(long, visible_alias = "for", value_parser = duration::parse)]
+        duration: Option<Duration>,
     },
     /// Print a completion script for a shell (`kernel completions bash > ...`).
     Completions {

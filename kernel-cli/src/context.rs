@@ -8,6 +8,7 @@ use kernel_client::Client;
 use kernel_transport::AmqpTransport;
 
 use crate::cli::Global;
+use crate::colour::Paint;
 use crate::failure::Failure;
 use crate::session;
 
@@ -45,6 +46,11 @@ impl Context {
             .build()
             .map_err(|e| Failure::usage(e.to_string()))?;
         Ok(client)
+    }
+
+    /// Colour for the human output on stdout.
+    pub(crate) fn paint(&self) -> Paint {
+        Paint::stdout(&self.global)
     }
 
     /// The session to send: `--session`, else the saved one; none with `--anonymous`.

@@ -6,18 +6,23 @@
 //! ```
 //!
 //! Layout: `cli.rs` holds the flags and subcommands (clap), `context.rs` the connection and
-//! the session a command runs with, `cmd/` one file per subcommand, `raw.rs` the JSON value
-//! a call carries, `session.rs` the saved session, `table.rs` the human output and
-//! `failure.rs` the exit codes. Documented in [`docs/cli.md`](https://github.com/kernel-platform/kernel/blob/main/docs/cli.md).
+//! the session a command runs with, `cmd/` one file per subcommand, `check.rs` the schema
+//! check of `call --check`, `raw.rs` the JSON value a call carries, `session.rs` the saved
+//! session, `table.rs` and `colour.rs` the human output, `types.rs` protobuf messages by
+//! name (for `watch --type`) and `failure.rs` the exit codes. Documented in
+//! [`docs/cli.md`](https://github.com/kernel-platform/kernel/blob/main/docs/cli.md).
 
+mod check;
 mod cli;
 mod cmd;
+mod colour;
 mod context;
 mod duration;
 mod failure;
 mod raw;
 mod session;
 mod table;
+mod types;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,7 +30,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::failure::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,16 +45,17 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
+    let paint = colour::Paint::stderr(&cli.global);
     let outcome = runtime.block_on(cmd::run(cli));
     // Background tasks (the reply router, AMQP heartbeats) must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if let (true, Failure::Platform(error)) = (json, &failure) {
-                let _ = writeln!(std::io::stdout(), "{:#}", failure::error_json(error));
+            if let (true, Some(value)) = (json, failure.json()) {
+                let _ = writeln!(std::io::stdout(), "{value:#}");
             }
-            let _ = writeln!(std::io::stderr(), "kernel: {failure}");
+            let _ = writeln!(std::io::stderr(), "kernel: {}", failure.render(paint));
             ExitCode::from(failure.exit_code())
         }
     }

@@ -80,3 +80,56 @@ async fn a_wrong_password_saves_no_session() {
     run.assert_code(1);
     assert!(!platform.config_dir.join("session").exists());
 }
+
+/// On a terminal, `login` without `--password-stdin` prompts for the password and signs in; not on a terminal, it refuses rather than read stdin unasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_prompts_for_the_password_on_a_terminal() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let platform = Platform::start().await;
+    let mut child = platform
+        .command_on_a_terminal(&["login", "ada"])
+        .spawn()
+        .unwrap();
+    let mut terminal = child.stdout.take().unwrap();
+    // Type only once the prompt is on the screen.
+    let mut screen = Vec::new();
+    support::bounded("the password prompt", async {
+        let mut chunk = [0; 256];
+        while !String::from_utf8_lossy(&screen).contains("password for ada: ") {
+            let n = terminal.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "the terminal closed: {}",
+                String::from_utf8_lossy(&screen)
+            );
+            screen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let mut keyboard = child.stdin.take().unwrap();
+    keyboard
+        .write_all(format!("{}\n", support::ADA_PASSWORD).as_bytes())
+        .await
+        .unwrap();
+    let status = support::bounded("login to finish", async {
+        terminal.read_to_end(&mut screen).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await;
+    let screen = String::from_utf8_lossy(&screen);
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("signed in as ada"), "{screen}");
+    // Whether the typed password was echoed is not asserted: rpassword writes the prompt
+    // before it turns echo off, so a fast typist (this test) may beat it.
+    assert!(platform.config_dir.join("session").exists());
+
+    // stdin not a terminal (here /dev/null) and no --password-stdin: a usage mistake.
+    let run = platform.run(&["login", "ada"]).await;
+    run.assert_code(2);
+    assert!(
+        run.stderr().contains("--password-stdin"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -80,6 +80,10 @@ async fn health_is_a_table_anonymously() {
     assert!(table.contains("healthy   yes"), "{table}");
     assert!(table.contains("CHECK"), "{table}");
     assert!(table.contains("kernel.transport.connection"), "{table}");
+    assert!(
+        !table.contains('\x1b'),
+        "piped output is not coloured: {table:?}"
+    );
 
     let run = platform.run(&["health", &platform.greeter, "--json"]).await;
     run.assert_code(0);
@@ -100,4 +104,119 @@ async fn completions_need_no_broker() {
     assert_eq!(output.status.code(), Some(0));
     let script = String::from_utf8(output.stdout).unwrap();
     assert!(script.contains("kernel__subcmd__call"), "{script}");
+}
+
+/// Colour is off in a pipe (stdout and stderr alike) and on with `--color always`, which
+/// `NO_COLOR` does not override; `--color always` never colours JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_only_when_asked_or_on_a_terminal() {
+    let platform = Platform::start().await;
+    let run = platform
+        .run(&["health", &platform.greeter, "--color", "always"])
+        .await;
+    run.assert_code(0);
+    let table = run.stdout();
+    assert!(table.contains("\x1b[32mhealthy\x1b[0m"), "{table:?}");
+
+    let run = platform
+        .run(&["call", &platform.greeter, "hello", r#"{"name":"nobody"}"#])
+        .await;
+    run.assert_code(1);
+    assert!(!run.stderr().contains('\x1b'), "{:?}", run.stderr());
+    let run = platform
+        .command(&["call", &platform.greeter, "hello", r#"{"name":"nobody"}"#])
+        .args(["--color", "always"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("NOT_FOUND\x1b[0m"), "{stderr:?}");
+
+    let run = platform
+        .run(&["health", &platform.greeter, "--json", "--color", "always"])
+        .await;
+    run.assert_code(0);
+    assert_eq!(run.json()["healthy"], true);
+}
+
+/// `--check` fetches the endpoint's schema: a valid request is sent and its response
+/// checked; a request with a field of the wrong type is refused with exit 4 and never sent
+/// (the service's statistics count only the valid call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_check_refuses_a_request_that_does_not_match_the_schema() {
+    let platform = Platform::start().await;
+    let run = platform
+        .run(&[
+            "call",
+            "--check",
+            &platform.greeter,
+            "hello",
+            r#"{"name":"ada"}"#,
+        ])
+        .await;
+    run.assert_code(0);
+    assert_eq!(run.json()["greeting"], "hello ada");
+
+    let wrong = r#"{"name":42}"#;
+    let run = platform
+        .run(&["call", "--check", &platform.greeter, "hello", wrong])
+        .await;
+    run.assert_code(4);
+    let stderr = run.stderr();
+    assert!(stderr.contains("the request does not match"), "{stderr}");
+    assert!(stderr.contains("at /name"), "{stderr}");
+    assert_eq!(run.stdout(), "");
+
+    let run = platform
+        .run(&[
+            "call",
+            "--check",
+            &platform.greeter,
+            "hello",
+            wrong,
+            "--json",
+        ])
+        .await;
+    run.assert_code(4);
+    let violation = run.json();
+    assert_eq!(violation["kind"], "SCHEMA_VIOLATION");
+    assert_eq!(violation["side"], "request");
+    assert_eq!(violation["violations"][0]["path"], "/name");
+
+    // Only the valid request reached `hello`.
+    platform.login_ada().await;
+    let hello = hello_stats(&platform).await;
+    assert_eq!(hello["successCount"], "1", "{hello}");
+    assert!(hello["errorCount"].is_null(), "{hello}");
+
+    // Sent without --check, the same request does reach it (the count above would see it):
+    // the service refuses it itself.
+    let run = platform
+        .run(&["call", &platform.greeter, "hello", wrong])
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr().contains("BAD_REQUEST"), "{}", run.stderr());
+    let hello = hello_stats(&platform).await;
+    assert_eq!(hello["successCount"], "2", "{hello}");
+
+    // An endpoint the service does not have is its NOT_FOUND, from the schema request.
+    platform
+        .run(&["call", "--check", &platform.greeter, "nosuch"])
+        .await
+        .assert_code(1);
+}
+
+/// The `hello` row of the greeter's `stats` (the tool must be signed in as ada).
+async fn hello_stats(platform: &Platform) -> serde_json::Value {
+    let run = platform.run(&["stats", &platform.greeter, "--json"]).await;
+    run.assert_code(0);
+    let stats = run.json();
+    stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "hello")
+        .unwrap_or_else(|| panic!("no hello in {stats}"))
+        .clone()
 }

@@ -1,5 +1,7 @@
 //! `kernel login USER` and `kernel logout`.
 
+use std::io::IsTerminal;
+
 use kernel_auth::{Auth, Credentials};
 use tokio::io::AsyncBufReadExt;
 
@@ -15,25 +17,23 @@ pub(crate) async fn login(
     device: &str,
     login_service: &str,
 ) -> Result<(), Failure> {
-    if !password_stdin {
-        // No prompt yet: echo-free terminal input needs a dependency we do not take.
-        return Err(Failure::usage(
-            "pass the password on stdin with --password-stdin (e.g. `pass show x | kernel login ada --password-stdin`)",
-        ));
-    }
-    let mut password = String::new();
-    tokio::io::BufReader::new(tokio::io::stdin())
-        .read_line(&mut password)
-        .await
-        .map_err(|e| Failure::usage(format!("cannot read the password from stdin: {e}")))?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        return Err(Failure::usage("no password on stdin"));
-    }
+    // Connected first, so that a wrong broker URL is known before anyone types a password.
     let client = context.client().await?;
+    let password = if password_stdin {
+        read_stdin_line().await?
+    } else if std::io::stdin().is_terminal() {
+        prompt(username).await?
+    } else {
+        return Err(Failure::usage(
+            "stdin is not a terminal to prompt on: pass the password on stdin with --password-stdin (e.g. `pass show x | kernel login ada --password-stdin`)",
+        ));
+    };
+    if password.is_empty() {
+        return Err(Failure::usage("no password given"));
+    }
     let auth = Auth::builder(&client).login_service(login_service).build();
     let user = auth
-        .authenticate(&Credentials::password(device, username, password))
+        .authenticate(&Credentials::password(device, username, &password))
         .await?;
     let saved = Saved {
         session_id: user.session_id().to_owned(),
@@ -58,6 +58,25 @@ pub(crate) async fn login(
         path.display()
     ));
     Ok(())
+}
+
+/// The first line of stdin, without its line ending.
+async fn read_stdin_line() -> Result<String, Failure> {
+    let mut line = String::new();
+    tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot read the password from stdin: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Asks for the password on the terminal, without echo (rpassword reads `/dev/tty`).
+async fn prompt(username: &str) -> Result<String, Failure> {
+    let question = format!("password for {username}: ");
+    tokio::task::spawn_blocking(move || rpassword::prompt_password(question))
+        .await
+        .map_err(Failure::other)?
+        .map_err(|e| Failure::usage(format!("cannot read the password from the terminal: {e}")))
 }
 
 pub(crate) async fn logout(context: &Context) -> Result<(), Failure> {

@@ -3,7 +3,7 @@
 mod bench;
 mod call;
 mod login;
-mod monitor;
+pub(crate) mod monitor;
 mod registry;
 mod watch;
 
@@ -21,7 +21,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             service,
             endpoint,
             request,
-        } => call::run(&context, &service, &endpoint, &request).await,
+            check,
+        } => call::run(&context, &service, &endpoint, &request, check).await,
         Command::Health { service, run_now } => monitor::health(&context, &service, run_now).await,
         Command::Stats { service } => monitor::stats(&context, &service).await,
         Command::Services { wait } => registry::services(&context, wait).await,
@@ -39,14 +40,36 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             topic,
             count,
             duration,
-        } => watch::run(&context, &topic, count, duration).await,
+            type_name,
+            descriptor_set,
+        } => {
+            let watch = watch::Watch {
+                topic,
+                count,
+                duration,
+                type_name,
+                descriptor_sets: descriptor_set,
+            };
+            watch::run(&context, watch).await
+        }
         Command::Bench {
             service,
             endpoint,
             request,
             count,
             concurrency,
-        } => bench::run(&context, &service, &endpoint, &request, count, concurrency).await,
+            duration,
+        } => {
+            let bench = bench::Bench {
+                service,
+                endpoint,
+                request,
+                count,
+                concurrency,
+                duration,
+            };
+            bench::run(&context, bench).await
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "kernel", &mut std::io::stdout());
@@ -58,6 +81,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error worth reporting.
 pub(crate) fn out(text: impl std::fmt::Display) {
     let _ = write!(std::io::stdout().lock(), "{text}");
+}
+
+/// Writes `kernel: <text>` and a newline to stderr: a warning that does not fail the command.
+pub(crate) fn warn(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "kernel: {text}");
 }
 
 /// Writes `value` as pretty JSON and a newline to stdout.

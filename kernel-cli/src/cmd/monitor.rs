@@ -7,9 +7,10 @@ use kernel_proto::platform::{
 };
 
 use super::{out, out_json};
+use crate::colour::{BAD, GOOD, WARN};
 use crate::context::Context;
 use crate::failure::Failure;
-use crate::table::{Table, ms};
+use crate::table::{Cell, Table, ms};
 
 pub(crate) async fn health(context: &Context, service: &str, run_now: bool) -> Result<(), Failure> {
     let client = context.client().await?;
@@ -23,11 +24,16 @@ pub(crate) async fn health(context: &Context, service: &str, run_now: bool) -> R
     if context.global.json {
         return out_json(&health);
     }
+    let paint = context.paint();
     out(format_args!(
         "service   {}\ninstance  {}\nhealthy   {}\n\n",
         health.service_name,
         health.instance_id,
-        if health.healthy { "yes" } else { "NO" }
+        if health.healthy {
+            paint.paint("yes", GOOD)
+        } else {
+            paint.paint("NO", BAD)
+        }
     ));
     let mut table = Table::new(["CHECK", "STATUS", "PRIORITY", "AGE", "DETAIL"]);
     let now = SystemTime::now()
@@ -36,9 +42,9 @@ pub(crate) async fn health(context: &Context, service: &str, run_now: bool) -> R
         .as_millis();
     for check in &health.checks {
         let status = match HealthStatus::try_from(check.status) {
-            Ok(HealthStatus::Healthy) => "healthy",
-            Ok(HealthStatus::Unhealthy) => "UNHEALTHY",
-            _ => "unknown",
+            Ok(HealthStatus::Healthy) => Cell::styled("healthy", GOOD),
+            Ok(HealthStatus::Unhealthy) => Cell::styled("UNHEALTHY", BAD),
+            _ => Cell::styled("unknown", WARN),
         };
         let priority = match HealthPriority::try_from(check.priority) {
             Ok(HealthPriority::Pager) => "pager",
@@ -59,15 +65,15 @@ pub(crate) async fn health(context: &Context, service: &str, run_now: bool) -> R
         if !check.error_message.is_empty() {
             detail.insert(0, check.error_message.clone());
         }
-        table.row(vec![
-            check.id.clone(),
-            status.to_owned(),
-            priority.to_owned(),
-            age,
-            detail.join(" "),
+        table.styled_row(vec![
+            check.id.clone().into(),
+            status,
+            priority.to_owned().into(),
+            age.into(),
+            detail.join(" ").into(),
         ]);
     }
-    out(table);
+    out(table.render(paint));
     Ok(())
 }
 
@@ -91,6 +97,7 @@ pub(crate) async fn stats(context: &Context, service: &str) -> Result<(), Failur
     if context.global.json {
         return out_json(&stats);
     }
+    let paint = context.paint();
     let uptime = Duration::from_millis(stats.uptime_ms).as_secs();
     out(format_args!(
         "service   {} {}\ninstance  {} on {}\nstatus    {}, up {}s\n\n",
@@ -107,18 +114,18 @@ pub(crate) async fn stats(context: &Context, service: &str) -> Result<(), Failur
     for endpoint in &stats.endpoints {
         let latency = endpoint.latency.unwrap_or_default();
         let sla = endpoint.sla.unwrap_or_default();
-        table.row(vec![
-            endpoint.name.clone(),
-            endpoint.success_count.to_string(),
-            endpoint.error_count.to_string(),
-            ms(latency.mean_ms),
-            ms(latency.p95_ms),
-            ms(latency.p99_ms),
-            ms(sla.mean_ms),
-            ms(sla.p95_ms),
+        table.styled_row(vec![
+            endpoint.name.clone().into(),
+            endpoint.success_count.to_string().into(),
+            count_of_errors(endpoint.error_count),
+            ms(latency.mean_ms).into(),
+            ms(latency.p95_ms).into(),
+            ms(latency.p99_ms).into(),
+            ms(sla.mean_ms).into(),
+            ms(sla.p95_ms).into(),
         ]);
     }
-    out(table);
+    out(table.render(paint));
     if !stats.error_counts.is_empty() {
         let mut errors = Table::new(["ERROR CODE", "COUNT"]);
         let mut counts: Vec<_> = stats.error_counts.iter().collect();
@@ -126,7 +133,13 @@ pub(crate) async fn stats(context: &Context, service: &str) -> Result<(), Failur
         for (code, count) in counts {
             errors.row(vec![code.clone(), count.to_string()]);
         }
-        out(format_args!("\n{errors}"));
+        out(format_args!("\n{}", errors.render(paint)));
     }
     Ok(())
+}
+
+/// A count of errors, red unless it is zero.
+pub(crate) fn count_of_errors(count: u64) -> Cell {
+    let style = if count == 0 { Default::default() } else { BAD };
+    Cell::styled(count.to_string(), style)
 }

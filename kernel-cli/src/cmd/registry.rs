@@ -64,7 +64,7 @@ pub(crate) async fn services(context: &Context, wait: Duration) -> Result<(), Fa
             "no service announced itself within {wait:?}\n"
         ));
     } else {
-        out(table);
+        out(table.render(context.paint()));
     }
     Ok(())
 }
@@ -126,7 +126,7 @@ pub(crate) async fn instances(
                 endpoint.response_type.clone(),
             ]);
         }
-        out(table);
+        out(table.render(context.paint()));
     }
     Ok(())
 }

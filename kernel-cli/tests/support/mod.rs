@@ -144,6 +144,29 @@ impl Platform {
         command
     }
 
+    /// `kernel args…` run on a terminal of its own: `script` (util-linux, in Debian's
+    /// essential `bsdutils`) gives it a pseudo-terminal as stdin, stdout and `/dev/tty`, and
+    /// copies its own stdin (piped) to that terminal and the terminal's output to its stdout.
+    pub fn command_on_a_terminal(&self, args: &[&str]) -> tokio::process::Command {
+        let line = std::iter::once(env!("CARGO_BIN_EXE_kernel"))
+            .chain(args.iter().copied())
+            .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = tokio::process::Command::new("script");
+        command
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .env("KERNEL_AMQP_URL", amqp_url())
+            .env("KERNEL_CLI_CONFIG_DIR", &self.config_dir)
+            .env("KERNEL_LOGIN_SERVICE", &self.login)
+            .env_remove("KERNEL_SESSION")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
     /// Runs `kernel args…` to the end (bounded).
     pub async fn run(&self, args: &[&str]) -> Run {
         Run(bounded("the kernel command", self.command(args).output())
