@@ -25,9 +25,11 @@
 //! The rules (what to do after each attempt) are [`Attempts`](crate::attempts::Attempts), a
 //! pure step function; this module sends, waits and sleeps.
 
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -274,7 +276,9 @@ impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
 }
 
 /// Metric names of one (service, endpoint), built once per call.
-struct Buckets {
+/// The metric names of one (service, endpoint) pair (H2's).
+#[derive(Debug)]
+pub(crate) struct Buckets {
     success: String,
     error: String,
     timed_out: String,
@@ -291,7 +295,41 @@ impl Buckets {
     }
 }
 
-/// Counted when a call stops retrying because the client's retry budget is empty.
+/// The most (service, endpoint) pairs whose metric names are kept; calls to further pairs make
+/// theirs per call. A program calls a fixed set of endpoints, far fewer than this.
+const MAX_BUCKETS: usize = 1024;
+
+/// [`Buckets`] by service, then endpoint: made on a pair's first call, not on every call.
+#[derive(Debug, Default)]
+pub(crate) struct BucketCache {
+    /// How many pairs are kept, and the pairs.
+    known: std::sync::RwLock<(usize, BucketMap)>,
+}
+
+type BucketMap = HashMap<String, HashMap<String, Arc<Buckets>>>;
+
+impl BucketCache {
+    fn get(&self, service: &str, endpoint: &str) -> Arc<Buckets> {
+        {
+            let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(buckets) = known.1.get(service).and_then(|e| e.get(endpoint)) {
+                return Arc::clone(buckets);
+            }
+        }
+        let buckets = Arc::new(Buckets::new(service, endpoint));
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        let (count, map) = &mut *known;
+        if *count < MAX_BUCKETS {
+            let endpoints = map.entry(service.to_owned()).or_default();
+            if !endpoints.contains_key(endpoint) {
+                endpoints.insert(endpoint.to_owned(), Arc::clone(&buckets));
+                *count += 1;
+            }
+        }
+        buckets
+    }
+}
+
 const BUDGET_EXHAUSTED: &str = "client.retry.budgetexhausted";
 
 /// The longest deadline a call accepts; longer ones are cut to it (a deadline is a promise to
@@ -306,7 +344,7 @@ async fn execute(
 ) -> Result<Envelope, Error> {
     let inner = client.inner();
     let inst = inner.instrumenter.as_ref();
-    let buckets = Buckets::new(&request.service, &request.endpoint);
+    let buckets = inner.buckets.get(&request.service, &request.endpoint);
     // One reading of each clock: the deadline sent is then never later than `not_after`.
     let (started, now) = (Instant::now(), SystemTime::now());
     let mut budget = options.deadline.min(MAX_DEADLINE);
@@ -518,5 +556,28 @@ fn decode_error(reply: &Envelope) -> Error {
         Err(e) => Error::bad_response(codes::BAD_RESPONSE, format!("undecodable error reply: {e}"))
             .with_context(&reply.service)
             .with_context(&reply.endpoint),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_are_made_once_per_pair_and_the_cache_is_bounded() {
+        let cache = BucketCache::default();
+        let first = cache.get("com.example.a", "hello");
+        assert_eq!(first.success, "client.com.example.a.hello.success");
+        assert_eq!(first.error, "client.com.example.a.hello.error");
+        assert_eq!(first.timed_out, "client.com.example.a.hello.error.timedOut");
+        assert!(Arc::ptr_eq(&first, &cache.get("com.example.a", "hello")));
+        for n in 0..2 * MAX_BUCKETS {
+            cache.get("com.example.many", &format!("e{n}"));
+        }
+        assert_eq!(cache.known.read().unwrap().0, MAX_BUCKETS);
+        // Past the bound, names are still right, made per call.
+        let late = cache.get("com.example.late", "x");
+        assert_eq!(late.success, "client.com.example.late.x.success");
+        assert!(!Arc::ptr_eq(&late, &cache.get("com.example.late", "x")));
     }
 }

@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) timeouts: AttemptTimeouts,
     /// SLAs announced by services, once a [`Registry`](crate::Registry) listens for them.
     pub(crate) learned: std::sync::OnceLock<Arc<crate::registry::Shared>>,
+    /// Metric names of the (service, endpoint) pairs called, made once.
+    pub(crate) buckets: crate::call::BucketCache,
     router: OnceCell<Router>,
 }
 
@@ -472,6 +474,7 @@ impl ClientBuilder {
                 budget: self.budget.map(Budget::new),
                 timeouts: self.timeouts,
                 learned: std::sync::OnceLock::new(),
+                buckets: crate::call::BucketCache::default(),
                 router: OnceCell::new(),
             }),
         }

@@ -42,7 +42,8 @@ pub struct AttemptTimeouts {
     min: Duration,
     max: Duration,
     multiplier: f64,
-    known: HashMap<(String, String), Duration>,
+    /// By service, then endpoint: looked up on every attempt without allocating a key.
+    known: HashMap<String, HashMap<String, Duration>>,
 }
 
 impl Default for AttemptTimeouts {
@@ -62,7 +63,9 @@ impl AttemptTimeouts {
     #[must_use]
     pub fn upper95(mut self, service: &str, endpoint: &str, upper95: Duration) -> Self {
         self.known
-            .insert((service.to_owned(), endpoint.to_owned()), upper95);
+            .entry(service.to_owned())
+            .or_default()
+            .insert(endpoint.to_owned(), upper95);
         self
     }
 
@@ -110,7 +113,8 @@ impl AttemptTimeouts {
     ) -> Duration {
         let upper95 = self
             .known
-            .get(&(service.to_owned(), endpoint.to_owned()))
+            .get(service)
+            .and_then(|endpoints| endpoints.get(endpoint))
             .copied()
             .or(learned)
             .unwrap_or(self.default_upper95);
