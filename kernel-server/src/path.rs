@@ -103,10 +103,10 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                 tracing::debug!(message_id = %request.message_id, "retry while the first attempt runs: dropped");
                 inner.instrumenter.counter("server.retry.inflight", 1, 1.0);
             }
-            Seen::Answered(reply) => {
+            Seen::Answered(kept) => {
                 tracing::debug!(message_id = %request.message_id, "retry of an answered request: reply sent again");
                 inner.instrumenter.counter("server.retry.answered", 1, 1.0);
-                send_reply(transport.as_ref(), &request, Envelope::clone(&reply)).await;
+                send_reply(transport.as_ref(), &request, kept.reply_to(&request)).await;
             }
         }
     }

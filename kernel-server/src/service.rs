@@ -21,7 +21,7 @@ use crate::codes;
 use crate::endpoint::Endpoint;
 use crate::ops::{Operations, monitor};
 use crate::path::{handle_publication, handle_request};
-use crate::replies::ReplyCache;
+use crate::replies::{REPLY_CACHE_GENERATION, ReplyCache};
 
 /// How many requests an instance holds at once unless told otherwise (the AMQP prefetch).
 pub const DEFAULT_CAPACITY: u16 = 100;
@@ -244,12 +244,16 @@ impl Service {
 
         let mut in_flight = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        // The reply cache lets go of old notes even when no request comes to make it look.
+        let mut expiry = tokio::time::interval(REPLY_CACHE_GENERATION / 2);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ended = None;
         loop {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_failed_task(&inner.name, done),
+                _ = expiry.tick() => inner.replies.expire(),
                 Some(event) = events.next() => match event {
                     Event::Delivery(subscriber, delivery) => {
                         let inner = Arc::clone(&self.inner);
