@@ -16,7 +16,7 @@
 
 use std::io::{Read, Write};
 
-use super::connect;
+use super::{connect, read_error};
 use crate::Result;
 
 const VERSION_REQUEST: u8 = 0x04;
@@ -113,7 +113,7 @@ fn read_frame(input: &mut impl Read) -> Result<Frame> {
     let mut header = [0_u8; HEADER_LEN];
     input
         .read_exact(&mut header)
-        .map_err(|e| format!("reading CQL frame header: {e}"))?;
+        .map_err(|e| read_error("reading CQL frame header", &e))?;
     if header[0] != VERSION_RESPONSE {
         return Err(format!("CQL response version {:#04x}, expected 0x84", header[0]).into());
     }
@@ -123,7 +123,7 @@ fn read_frame(input: &mut impl Read) -> Result<Frame> {
     let mut body = vec![0_u8; length];
     input
         .read_exact(&mut body)
-        .map_err(|e| format!("reading CQL frame body: {e}"))?;
+        .map_err(|e| read_error("reading CQL frame body", &e))?;
     Ok(Frame {
         opcode: header[4],
         body,

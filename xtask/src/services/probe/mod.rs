@@ -13,7 +13,7 @@ pub(super) mod amqp;
 pub(super) mod cql;
 pub(super) mod tls;
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -35,6 +35,17 @@ pub(super) fn connect(port: u16) -> Result<TcpStream> {
     Ok(stream)
 }
 
+/// `<what>: <error>`, where a read that ran out of time says so (the OS calls it "resource
+/// temporarily unavailable").
+pub(super) fn read_error(what: &str, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("{what}: no answer within {IO_TIMEOUT:?}")
+        }
+        _ => format!("{what}: {e}"),
+    }
+}
+
 /// Whether something accepts TCP connections on `127.0.0.1:port`.
 pub(super) fn port_is_open(port: u16) -> bool {
     connect(port).is_ok()
@@ -47,7 +58,7 @@ pub(super) fn four_letter_word(port: u16, word: &str) -> Result<String> {
     let mut answer = String::new();
     stream
         .read_to_string(&mut answer)
-        .map_err(|e| format!("reading `{word}` answer: {e}"))?;
+        .map_err(|e| read_error(&format!("reading `{word}` answer"), &e))?;
     Ok(answer)
 }
 
@@ -60,7 +71,7 @@ pub(super) fn epmd(port: u16) -> Result<()> {
     let mut own_port = [0_u8; 4];
     stream
         .read_exact(&mut own_port)
-        .map_err(|e| format!("reading epmd NAMES answer: {e}"))?;
+        .map_err(|e| read_error("reading epmd NAMES answer", &e))?;
     if u32::from_be_bytes(own_port) == u32::from(port) {
         Ok(())
     } else {
@@ -98,6 +109,17 @@ fn describe_srvr(srvr: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_that_runs_out_of_time_says_so() {
+        let timed_out = io::Error::from(io::ErrorKind::WouldBlock);
+        assert_eq!(
+            read_error("reading X", &timed_out),
+            "reading X: no answer within 5s"
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(read_error("reading X", &reset).starts_with("reading X: "));
+    }
 
     #[test]
     fn srvr_answer_names_version_and_mode() {
