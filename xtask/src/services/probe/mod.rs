@@ -7,6 +7,9 @@
 //! | ZooKeeper | four-letter words `ruok`, then `srvr` | `imok`, and `srvr` reports a `Mode:` |
 //! | Cassandra | CQL v4 `STARTUP`, then `QUERY` of `system.local` | `READY`, then a `Rows` result ([`cql`]) |
 //!
+//! The cluster mode (`services up --cluster`) adds checks across nodes: `srvr`'s mode of each
+//! ZooKeeper server, and CQL queries that count rows at a chosen consistency ([`cql::row_count`]).
+//!
 //! A probe that fails returns the reason; the caller polls until its deadline.
 
 pub(super) mod amqp;
@@ -27,7 +30,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a TCP connection to `127.0.0.1:port` with read and write timeouts set.
 pub(super) fn connect(port: u16) -> Result<TcpStream> {
-    let addr = SocketAddr::from((LOOPBACK, port));
+    connect_to(SocketAddr::from((LOOPBACK, port)))
+}
+
+/// Opens a TCP connection to `addr` (a loopback address) with read and write timeouts set.
+pub(super) fn connect_to(addr: SocketAddr) -> Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -49,6 +56,11 @@ pub(super) fn read_error(what: &str, e: &io::Error) -> String {
 /// Whether something accepts TCP connections on `127.0.0.1:port`.
 pub(super) fn port_is_open(port: u16) -> bool {
     connect(port).is_ok()
+}
+
+/// Whether something accepts TCP connections on `host:port`.
+pub(super) fn port_is_open_at(host: Ipv4Addr, port: u16) -> bool {
+    connect_to(SocketAddr::from((host, port))).is_ok()
 }
 
 /// Sends a ZooKeeper four-letter word and returns the whole answer (the server closes after it).
@@ -89,6 +101,21 @@ pub(super) fn zookeeper(port: u16) -> Result<String> {
     describe_srvr(&four_letter_word(port, "srvr")?)
 }
 
+/// The mode `srvr` reports on `127.0.0.1:port` (`leader`, `follower`, `standalone`), or why
+/// the server is not serving.
+pub(super) fn zookeeper_mode(port: u16) -> Result<String> {
+    srvr_mode(&four_letter_word(port, "srvr")?)
+}
+
+/// The `Mode:` of a `srvr` answer; an error if there is none (the server is not serving).
+fn srvr_mode(srvr: &str) -> Result<String> {
+    srvr.lines()
+        .find_map(|line| line.strip_prefix("Mode:"))
+        .map(|mode| mode.trim().to_owned())
+        .filter(|mode| !mode.is_empty())
+        .ok_or_else(|| format!("`srvr` shows no mode (not serving yet): {:?}", srvr.trim()).into())
+}
+
 /// Turns a `srvr` answer into `ZooKeeper <version> (<mode>)`, or fails if it is not serving.
 fn describe_srvr(srvr: &str) -> Result<String> {
     let field = |name: &str| {
@@ -97,10 +124,7 @@ fn describe_srvr(srvr: &str) -> Result<String> {
             .map(str::trim)
             .unwrap_or_default()
     };
-    let mode = field("Mode:");
-    if mode.is_empty() {
-        return Err(format!("`srvr` shows no mode (not serving yet): {:?}", srvr.trim()).into());
-    }
+    let mode = srvr_mode(srvr)?;
     let version = field("Zookeeper version:");
     let version = version.split(['-', ',']).next().unwrap_or(version);
     Ok(format!("ZooKeeper {version} ({mode})"))
@@ -132,5 +156,12 @@ mod tests {
     fn srvr_answer_without_mode_is_not_ready() {
         let srvr = "This ZooKeeper instance is not currently serving requests\n";
         assert!(describe_srvr(srvr).is_err());
+        assert!(srvr_mode(srvr).is_err());
+    }
+
+    #[test]
+    fn srvr_mode_of_an_ensemble_member() {
+        let srvr = "Zookeeper version: 3.8.0\nMode: follower\nNode count: 5\n";
+        assert_eq!(srvr_mode(srvr).unwrap(), "follower");
     }
 }
