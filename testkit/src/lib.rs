@@ -47,24 +47,51 @@ pub fn engine_address(var: &str) -> String {
     if let Ok(value) = std::env::var(var) {
         return value;
     }
-    let env_file = workspace_root()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .join(".services")
-        .join("env");
-    let from_file = std::fs::read_to_string(&env_file)
-        .ok()
-        .and_then(|contents| {
-            contents.lines().find_map(|line| {
-                let (name, value) = line.split_once('=')?;
-                (name.trim() == var).then(|| value.trim().to_owned())
-            })
-        });
-    from_file.unwrap_or_else(|| {
+    let env_file = services_dir().join("env");
+    env_file_value(&env_file, var).unwrap_or_else(|| {
         panic!(
             "{var} is not set and {} has no such line: run the tests with \
              `cargo xtask test`, or run `cargo xtask services up` first",
             env_file.display()
         )
+    })
+}
+
+/// An address of the three-node clusters (`cargo xtask services up --cluster`): the line
+/// `var=…` of `.services/cluster.env` at the workspace root, e.g. `KERNEL_AMQP_URL` (the three
+/// brokers, comma-separated), `KERNEL_ZK_HOSTS`, `KERNEL_CASSANDRA_HOSTS`, or one node's own
+/// `KERNEL_RABBIT_2_URL`, `KERNEL_RABBIT_2_NODENAME`, `KERNEL_ZK_1_HOST`,
+/// `KERNEL_CASSANDRA_3_HOST` (docs/services.md, "Cluster mode").
+///
+/// Read from that file only, never from the environment: `cargo xtask test` sets the same
+/// names to the single nodes' addresses, and a cluster test must never get those.
+///
+/// # Panics
+/// If the file or the line is missing, naming the command to run.
+pub fn cluster_address(var: &str) -> String {
+    let env_file = services_dir().join("cluster.env");
+    env_file_value(&env_file, var).unwrap_or_else(|| {
+        panic!(
+            "{} has no line {var}=…: start the clusters with \
+             `cargo xtask services up --cluster` first",
+            env_file.display()
+        )
+    })
+}
+
+/// `<root>/.services`, the root found as [`engine_address`] says.
+fn services_dir() -> PathBuf {
+    workspace_root()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .join(".services")
+}
+
+/// The value of the line `var=…` in the `NAME=value` file `env_file`, if both exist.
+fn env_file_value(env_file: &Path, var: &str) -> Option<String> {
+    let contents = std::fs::read_to_string(env_file).ok()?;
+    contents.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        (name.trim() == var).then(|| value.trim().to_owned())
     })
 }
 
@@ -358,6 +385,32 @@ mod tests {
             Some(checkout)
         );
         fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn an_env_file_line_is_found_by_its_exact_name() {
+        let dir = std::env::temp_dir().join(format!("testkit-env-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cluster.env");
+        fs::write(
+            &file,
+            "KERNEL_ZK_HOSTS=127.0.0.1:2291,127.0.0.1:2292\nKERNEL_ZK_1_HOST=127.0.0.1:2291\n",
+        )
+        .unwrap();
+        assert_eq!(
+            env_file_value(&file, "KERNEL_ZK_HOSTS").as_deref(),
+            Some("127.0.0.1:2291,127.0.0.1:2292")
+        );
+        assert_eq!(
+            env_file_value(&file, "KERNEL_ZK_1_HOST").as_deref(),
+            Some("127.0.0.1:2291")
+        );
+        assert_eq!(env_file_value(&file, "KERNEL_ZK"), None);
+        assert_eq!(
+            env_file_value(&dir.join("missing.env"), "KERNEL_ZK_HOSTS"),
+            None
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `codegen [--check]` | regenerates `proto/src/generated` from `proto/proto` with protox (no `protoc`) |
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
+//! | `services up --cluster / kill NODE / start NODE` | three-node clusters of each engine, and one node taken away and brought back, for fault tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
 //! | `bench` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
 //! | `ci` | the toolchain is the MSRV, fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the examples, then `test` |

@@ -1,5 +1,6 @@
 //! What every engine offers to `up`, `down` and `status`, and the loops shared by all of them.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::thread;
@@ -24,7 +25,13 @@ pub(super) trait Engine {
     fn log_file(&self) -> PathBuf;
     /// The address the tests are given (`host:port` or a URL).
     fn address(&self) -> String;
-    /// Every TCP port the engine binds on 127.0.0.1; none may be taken when it starts.
+    /// The loopback address the engine binds: 127.0.0.1, except for the Cassandra ring's
+    /// nodes 2 and 3 (127.0.0.2, 127.0.0.3).
+    fn host(&self) -> Ipv4Addr {
+        probe::LOOPBACK
+    }
+    /// Every TCP port the engine binds on [`host`](Engine::host); none may be taken when it
+    /// starts.
     fn ports(&self) -> &'static [u16];
     /// Fails if a port the engine shares with its own kind (RabbitMQ's epmd) is held by
     /// something else.
@@ -67,7 +74,7 @@ pub(super) fn taken_port(engine: &dyn Engine) -> Option<u16> {
         .ports()
         .iter()
         .copied()
-        .find(|&port| probe::port_is_open(port))
+        .find(|&port| probe::port_is_open_at(engine.host(), port))
 }
 
 /// Fails if a port the engine needs is already served by a process that is not our engine.
@@ -76,10 +83,11 @@ pub(super) fn ensure_ports_free(engine: &dyn Engine) -> Result<()> {
         return engine.check_shared_ports();
     };
     Err(format!(
-        "{name}: port 127.0.0.1:{port} is taken by a process that is not our {name} (no live pid \
+        "{name}: port {host}:{port} is taken by a process that is not our {name} (no live pid \
          in {pid_file}); `ss -ltnp 'sport = :{port}'` names it. Stop it, or if it is a leftover \
          of an earlier `services up` whose state was deleted, kill it by hand",
         name = engine.name(),
+        host = engine.host(),
         pid_file = engine.pid_file().display(),
     )
     .into())

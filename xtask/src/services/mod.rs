@@ -25,8 +25,15 @@
 //! progress goes to stderr. In a shell:
 //! `set -a; eval "$(cargo xtask services up)"; set +a`. Recipes, timings and pitfalls are in
 //! `docs/services.md`.
+//!
+//! `up --cluster` starts, beside the single nodes, three RabbitMQ nodes in one cluster, a
+//! three-server ZooKeeper ensemble and a three-node Cassandra ring ([`cluster`]), and writes
+//! their addresses to `.services/cluster.env`; `kill NODE` and `start NODE` take one of their
+//! nodes away and bring it back, for fault tests. `down` stops the single nodes and the cluster,
+//! `down --cluster` the cluster only.
 
 mod cassandra;
+mod cluster;
 mod engine;
 mod install;
 mod probe;
@@ -53,11 +60,32 @@ use crate::Result;
 #[derive(Debug, Subcommand)]
 pub(crate) enum Action {
     /// Install what is missing, start what is not running, wait until ready, print the addresses.
-    Up,
-    /// Stop the engines this tool started (and nothing else).
-    Down,
+    Up {
+        /// Start the three-node clusters instead of the single nodes: RabbitMQ nodes rabbit-1..3,
+        /// ZooKeeper servers zk-1..3, Cassandra nodes cassandra-1..3 (addresses also in
+        /// `.services/cluster.env`).
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Stop the engines this tool started (and nothing else): the single nodes and the cluster.
+    Down {
+        /// Stop the cluster's nodes only.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Say which engines are running and where.
     Status,
+    /// Kill one node of the cluster with SIGKILL, as a crash would (for fault tests).
+    Kill {
+        /// rabbit-1..3, zk-1..3 or cassandra-1..3.
+        node: String,
+    },
+    /// Start one node of the cluster again, with its state, and wait until it is back in its
+    /// cluster.
+    Start {
+        /// rabbit-1..3, zk-1..3 or cassandra-1..3.
+        node: String,
+    },
 }
 
 /// Where the tests find the engines.
@@ -114,10 +142,26 @@ impl Engines {
 
 /// Runs one `services` action.
 pub(crate) fn run(root: &Path, action: Action) -> Result<()> {
+    let state = root.join(STATE_DIR);
     match action {
-        Action::Up => up(root).map(|engines| print!("{}", engines.env_lines())),
-        Action::Down => down(root),
-        Action::Status => status(root),
+        Action::Up { cluster: false } => up(root).map(|engines| print!("{}", engines.env_lines())),
+        Action::Up { cluster: true } => cluster::up(&state).map(|vars| {
+            for (name, value) in vars {
+                println!("{name}={value}");
+            }
+        }),
+        Action::Down { cluster: false } => {
+            let single = down(root);
+            cluster::down(&state).and(single)
+        }
+        Action::Down { cluster: true } => cluster::down(&state),
+        Action::Status => {
+            status(root)?;
+            cluster::status(&state);
+            Ok(())
+        }
+        Action::Kill { node } => cluster::kill(&state, &node),
+        Action::Start { node } => cluster::start(&state, &node),
     }
 }
 
@@ -270,25 +314,30 @@ impl StateDir {
     fn lock(root: &Path) -> Result<Self> {
         let path = root.join(STATE_DIR);
         fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let lock_path = path.join("lock");
-        let lock = File::create(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                eprintln!("services: waiting for another `cargo xtask services` command to finish");
-                lock.lock()?;
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", lock_path.display()).into());
-            }
-        }
+        let lock = lock_file(&path.join("lock"))?;
         Ok(Self { path, _lock: lock })
     }
 
     fn env_file(&self) -> PathBuf {
         self.path.join("env")
     }
+}
+
+/// Takes an exclusive `flock` on `path` (created if missing); waits, and says so, while another
+/// `services` command holds it. Released when the returned file is closed.
+fn lock_file(path: &Path) -> Result<File> {
+    let lock = File::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            eprintln!("services: waiting for another `cargo xtask services` command to finish");
+            lock.lock()?;
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()).into());
+        }
+    }
+    Ok(lock)
 }
 
 /// The three engines, in start order.

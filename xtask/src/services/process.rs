@@ -122,6 +122,56 @@ pub(super) fn terminate(pid: u32, grace: Duration) -> Result<()> {
     }
 }
 
+/// Stops every process in `pids` at once: SIGTERM to all, up to `grace` for all of them to exit,
+/// then SIGKILL to those left; returns once all are gone.
+pub(super) fn terminate_all(pids: &[u32], grace: Duration) -> Result<()> {
+    for &pid in pids {
+        signal(pid, "TERM")?;
+    }
+    let deadline = Instant::now() + grace;
+    while pids.iter().any(|&pid| is_alive(pid)) && Instant::now() < deadline {
+        thread::sleep(POLL);
+    }
+    for &pid in pids.iter().filter(|&&pid| is_alive(pid)) {
+        eprintln!("services: pid {pid} still running after {grace:?}, sending SIGKILL");
+        signal(pid, "KILL")?;
+    }
+    let survivors: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|&pid| !wait_exit(pid, Duration::from_secs(10)))
+        .collect();
+    if survivors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("pids {survivors:?} survived SIGKILL").into())
+    }
+}
+
+/// Kills `pid` with SIGKILL (no shutdown hook runs, as when a machine dies) and waits until it
+/// is gone.
+pub(super) fn kill(pid: u32) -> Result<()> {
+    signal(pid, "KILL")?;
+    if wait_exit(pid, Duration::from_secs(10)) {
+        Ok(())
+    } else {
+        Err(format!("pid {pid} survived SIGKILL").into())
+    }
+}
+
+/// The resident set size of `pid` in MiB (`VmRSS` of `/proc/PID/status`), if it runs.
+pub(super) fn rss_mib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()?;
+    Some(kib / 1024)
+}
+
 /// `kill -<name> <pid>` (std can only signal its own children, and this crate has no `unsafe`).
 fn signal(pid: u32, name: &str) -> Result<()> {
     let output = Command::new("kill")
@@ -183,6 +233,12 @@ mod tests {
     fn own_process_is_alive_and_a_made_up_pid_is_not() {
         assert!(is_alive(std::process::id()));
         assert!(!is_alive(u32::MAX - 1));
+    }
+
+    #[test]
+    fn own_process_has_a_resident_set() {
+        assert!(rss_mib(std::process::id()).is_some());
+        assert_eq!(rss_mib(u32::MAX - 1), None);
     }
 
     #[test]

@@ -46,11 +46,12 @@ impl ZooKeeper {
     }
 }
 
-/// `zoo.cfg` for a standalone test server on `127.0.0.1:port`.
+/// `zoo.cfg` for a standalone test server on `127.0.0.1:port`; an ensemble member's config is
+/// this plus its `server.N` lines.
 ///
 /// Short `tickTime` and `minSessionTimeout` let session-expiry tests use 1-2 s sessions (expiry is
 /// checked once per tick); `extendedTypesEnabled` allows TTL nodes.
-fn zoo_cfg(data_dir: &Path, port: u16) -> String {
+pub(super) fn zoo_cfg(data_dir: &Path, port: u16) -> String {
     format!(
         "# Written by `cargo xtask services up`: a private test server (docs/services.md).\n\
          tickTime=1000\n\
@@ -65,6 +66,40 @@ fn zoo_cfg(data_dir: &Path, port: u16) -> String {
          extendedTypesEnabled=true\n",
         data = data_dir.display(),
     )
+}
+
+/// `java … QuorumPeerMain <config>` on JDK 17 with the `heap` flags (`-Xms…`, `-Xmx…`), its
+/// temporary files in `dir`.
+pub(super) fn server_command(dir: &Path, config: &Path, heap: [&str; 2]) -> Result<Command> {
+    let java = install::java17().ok_or("JDK 17 not found under /usr/lib/jvm")?;
+    let classpath = if Path::new(SLF4J_SIMPLE).exists() {
+        format!("{JAR}:{SLF4J_SIMPLE}")
+    } else {
+        JAR.to_owned()
+    };
+    let mut command = Command::new(java);
+    process::scrub_java_env(&mut command)
+        .args(heap)
+        .args(["-XX:+UseSerialGC", "-cp", &classpath])
+        .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
+        // TTL and container nodes are reaped by a sweep that runs every 60 s by default.
+        .arg("-Dznode.container.checkIntervalMs=1000")
+        .arg(format!("-Djava.io.tmpdir={}", dir.display()))
+        .arg(MAIN)
+        .arg(config)
+        .current_dir(dir);
+    Ok(command)
+}
+
+/// Debian packages a ZooKeeper server needs that are missing.
+pub(super) fn missing_packages() -> Vec<&'static str> {
+    let jdk = install::java17()
+        .is_none()
+        .then_some(install::JDK17_PACKAGE);
+    install::unless_present(JAR, "zookeeper")
+        .into_iter()
+        .chain(jdk)
+        .collect()
 }
 
 impl Engine for ZooKeeper {
@@ -93,17 +128,10 @@ impl Engine for ZooKeeper {
     }
 
     fn missing_packages(&self) -> Vec<&'static str> {
-        let jdk = install::java17()
-            .is_none()
-            .then_some(install::JDK17_PACKAGE);
-        install::unless_present(JAR, "zookeeper")
-            .into_iter()
-            .chain(jdk)
-            .collect()
+        missing_packages()
     }
 
     fn start(&self) -> Result<Child> {
-        let java = install::java17().ok_or("JDK 17 not found under /usr/lib/jvm")?;
         let data = self.data_dir();
         if data.exists() {
             fs::remove_dir_all(&data)
@@ -111,21 +139,7 @@ impl Engine for ZooKeeper {
         }
         fs::create_dir_all(&data)?;
         fs::write(self.config_file(), zoo_cfg(&data, CLIENT_PORT))?;
-        let classpath = if Path::new(SLF4J_SIMPLE).exists() {
-            format!("{JAR}:{SLF4J_SIMPLE}")
-        } else {
-            JAR.to_owned()
-        };
-        let mut command = Command::new(java);
-        process::scrub_java_env(&mut command)
-            .args(["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-cp", &classpath])
-            .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
-            // TTL and container nodes are reaped by a sweep that runs every 60 s by default.
-            .arg("-Dznode.container.checkIntervalMs=1000")
-            .arg(format!("-Djava.io.tmpdir={}", self.dir.display()))
-            .arg(MAIN)
-            .arg(self.config_file())
-            .current_dir(&self.dir);
+        let mut command = server_command(&self.dir, &self.config_file(), ["-Xms64m", "-Xmx256m"])?;
         let child = process::spawn_detached(&mut command, &self.log_file())?;
         process::write_pid(&self.pid_file(), child.id())?;
         Ok(child)

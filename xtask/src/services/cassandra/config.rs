@@ -1,30 +1,61 @@
-//! The generated files and the JVM command line of the single test node.
+//! The generated files and the JVM command line of a test node: the single one, or one of the
+//! ring's three (`services up --cluster`).
 //!
 //! Nothing is copied from Cassandra's tarball: `cassandra.yaml` holds only the keys a loopback
 //! node needs (5.0 rejects unknown keys at startup), logback writes to the console (captured in
 //! `.services/cassandra/cassandra.log`), and the JVM flags are those of Cassandra 5.0's
 //! `jvm-server.options` and `jvm17-server.options`, minus the ones that only slow a test node.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
-/// `cassandra.yaml` for one node on 127.0.0.1 that is its own seed.
+/// Where one node listens and how it finds the others.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::services) struct NodeYaml<'a> {
+    /// `cluster_name`: every node of a ring has the same.
+    pub(in crate::services) cluster: &'a str,
+    /// `listen_address` and `rpc_address`.
+    pub(in crate::services) address: Ipv4Addr,
+    pub(in crate::services) native_port: u16,
+    pub(in crate::services) storage_port: u16,
+    /// The seeds' addresses; each listens on `storage_port` too.
+    pub(in crate::services) seeds: &'a [Ipv4Addr],
+    /// The node's one token (Murmur3, as a decimal string).
+    pub(in crate::services) initial_token: &'a str,
+}
+
+/// `cassandra.yaml` for one node.
 ///
 /// `initial_token` with `num_tokens: 1` avoids token allocation (and its 30 s wait for schema);
-/// data, commitlog, hints and saved caches default to `$cassandra.storagedir/*`.
-pub(super) fn cassandra_yaml(cluster: &str, native_port: u16, storage_port: u16) -> String {
+/// `auto_bootstrap: false` lets the nodes of a new, empty ring start together, each owning its
+/// token at once; data, commitlog, hints and saved caches default to `$cassandra.storagedir/*`.
+pub(in crate::services) fn cassandra_yaml(node: &NodeYaml<'_>) -> String {
+    let NodeYaml {
+        cluster,
+        address,
+        native_port,
+        storage_port,
+        seeds,
+        initial_token,
+    } = *node;
+    let seeds = seeds
+        .iter()
+        .map(|seed| format!("{seed}:{storage_port}"))
+        .collect::<Vec<_>>()
+        .join(",");
     format!(
-        "# Written by `cargo xtask services up`: a single test node (docs/services.md).
+        "# Written by `cargo xtask services up`: a test node (docs/services.md).
 cluster_name: '{cluster}'
 num_tokens: 1
-initial_token: '0'
+initial_token: '{initial_token}'
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: \"127.0.0.1:{storage_port}\"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+      - seeds: \"{seeds}\"
+listen_address: {address}
+rpc_address: {address}
 storage_port: {storage_port}
 native_transport_port: {native_port}
 start_native_transport: true
@@ -43,7 +74,7 @@ cas_contention_timeout: 5000ms
 }
 
 /// Logback configuration: INFO and above to the console.
-pub(super) const LOGBACK_XML: &str = r#"<!-- Written by `cargo xtask services up`; stdout is cassandra.log -->
+pub(in crate::services) const LOGBACK_XML: &str = r#"<!-- Written by `cargo xtask services up`; stdout is cassandra.log -->
 <configuration>
   <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
     <encoder><pattern>%-5level [%thread] %date{ISO8601} %logger{0} - %msg%n</pattern></encoder>
@@ -52,12 +83,10 @@ pub(super) const LOGBACK_XML: &str = r#"<!-- Written by `cargo xtask services up
 </configuration>
 "#;
 
-/// JVM flags from Cassandra 5.0's `jvm-server.options` that matter for a small node. Left out:
-/// `-XX:+AlwaysPreTouch` (touches the whole heap at start), `-XX:G1HeapRegionSize=16m`,
-/// `-XX:+UseNUMA`, GC logging and the hotspot compiler command file.
+/// JVM flags from Cassandra 5.0's `jvm-server.options` that matter for a small node (the heap
+/// is set per node). Left out: `-XX:+AlwaysPreTouch` (touches the whole heap at start),
+/// `-XX:G1HeapRegionSize=16m`, `-XX:+UseNUMA`, GC logging and the hotspot compiler command file.
 const SERVER_FLAGS: &[&str] = &[
-    "-Xms512m",
-    "-Xmx1g",
     "-Xss256k",
     "-XX:+UseG1GC",
     "-XX:+ParallelRefProcEnabled",
@@ -76,7 +105,8 @@ const SERVER_FLAGS: &[&str] = &[
     "-Dchronicle.analytics.disable=true",
     // Keeps System.out open (CassandraDaemon closes it otherwise); our log is stdout.
     "-Dcassandra-foreground=yes",
-    // A node that is its own seed has nothing to wait for.
+    // A node that is its own seed has nothing to wait for; the ring's nodes start together on an
+    // empty ring, with their tokens given, so they need not wait either.
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.ring_delay_ms=1000",
     // No fsync on system keyspace flushes: faster schema changes; the data is thrown away anyway.
@@ -128,13 +158,20 @@ const JDK17_MODULE_FLAGS: &[(&str, &str)] = &[
 ];
 
 /// The daemon's main class.
-pub(super) const MAIN: &str = "org.apache.cassandra.service.CassandraDaemon";
+pub(in crate::services) const MAIN: &str = "org.apache.cassandra.service.CassandraDaemon";
 
-/// Every JVM argument before the main class, for a node whose state lives in `dir` (`lib/`,
-/// `conf/`, `run/`) and whose memory agent is `jamm`.
-pub(super) fn jvm_args(dir: &Path, jamm: &Path) -> Vec<String> {
+/// Every JVM argument before the main class, for a node whose state lives in `dir` (`conf/`,
+/// `run/`), whose jars are in `lib` and whose memory agent is `jamm`, with the `heap` flags
+/// (`-Xms…`, `-Xmx…`).
+pub(in crate::services) fn jvm_args(
+    dir: &Path,
+    lib: &Path,
+    jamm: &Path,
+    heap: [&str; 2],
+) -> Vec<String> {
     let at = |sub: &str| dir.join(sub).display().to_string();
-    let mut args: Vec<String> = SERVER_FLAGS.iter().map(|&flag| flag.to_owned()).collect();
+    let mut args: Vec<String> = heap.iter().map(|&flag| flag.to_owned()).collect();
+    args.extend(SERVER_FLAGS.iter().map(|&flag| flag.to_owned()));
     args.extend(
         JDK17_MODULE_FLAGS
             .iter()
@@ -153,7 +190,7 @@ pub(super) fn jvm_args(dir: &Path, jamm: &Path) -> Vec<String> {
         format!("-Dcassandra.triggers_dir={}", at("run/triggers")),
         format!("-Dlogback.configurationFile={}", at("conf/logback.xml")),
         "-cp".to_owned(),
-        format!("{}/*", at("lib")),
+        format!("{}/*", lib.display()),
     ]);
     args
 }
@@ -162,9 +199,18 @@ pub(super) fn jvm_args(dir: &Path, jamm: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
+    const SINGLE: NodeYaml<'static> = NodeYaml {
+        cluster: "kernel-test",
+        address: Ipv4Addr::LOCALHOST,
+        native_port: 19042,
+        storage_port: 17000,
+        seeds: &[Ipv4Addr::LOCALHOST],
+        initial_token: "0",
+    };
+
     #[test]
     fn yaml_names_private_ports_and_itself_as_seed() {
-        let yaml = cassandra_yaml("kernel-test", 19042, 17000);
+        let yaml = cassandra_yaml(&SINGLE);
         for line in [
             "native_transport_port: 19042",
             "storage_port: 17000",
@@ -172,6 +218,32 @@ mod tests {
             "listen_address: 127.0.0.1",
             "rpc_address: 127.0.0.1",
             "cluster_name: 'kernel-test'",
+            "initial_token: '0'",
+            "auto_bootstrap: false",
+        ] {
+            assert!(yaml.lines().any(|l| l == line), "missing {line:?}");
+        }
+    }
+
+    #[test]
+    fn a_ring_node_listens_on_its_own_address_and_names_every_seed() {
+        let seeds = [
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(127, 0, 0, 2),
+            Ipv4Addr::new(127, 0, 0, 3),
+        ];
+        let yaml = cassandra_yaml(&NodeYaml {
+            cluster: "kernel-cluster",
+            address: seeds[1],
+            seeds: &seeds,
+            initial_token: "-3074457345618258603",
+            ..SINGLE
+        });
+        for line in [
+            "      - seeds: \"127.0.0.1:17000,127.0.0.2:17000,127.0.0.3:17000\"",
+            "listen_address: 127.0.0.2",
+            "rpc_address: 127.0.0.2",
+            "initial_token: '-3074457345618258603'",
         ] {
             assert!(yaml.lines().any(|l| l == line), "missing {line:?}");
         }
@@ -179,7 +251,7 @@ mod tests {
 
     #[test]
     fn yaml_leaves_out_keys_that_slow_or_break_a_5_0_node() {
-        let yaml = cassandra_yaml("kernel-test", 19042, 17000);
+        let yaml = cassandra_yaml(&SINGLE);
         for key in [
             "allocate_tokens_for_local_replication_factor",
             "crypto_provider",
@@ -193,7 +265,8 @@ mod tests {
     #[test]
     fn jvm_args_point_every_location_into_the_state_dir() {
         let dir = Path::new("/x/.services/cassandra");
-        let args = jvm_args(dir, &dir.join("lib/jamm-0.4.0.jar"));
+        let lib = dir.join("lib");
+        let args = jvm_args(dir, &lib, &lib.join("jamm-0.4.0.jar"), ["-Xms1m", "-Xmx2m"]);
         for expected in [
             "-javaagent:/x/.services/cassandra/lib/jamm-0.4.0.jar",
             "-Dcassandra.config=file:///x/.services/cassandra/conf/cassandra.yaml",
@@ -203,6 +276,7 @@ mod tests {
         ] {
             assert!(args.iter().any(|a| a == expected), "missing {expected}");
         }
+        assert_eq!(args[..2], ["-Xms1m", "-Xmx2m"]);
         let opens = args.iter().filter(|a| *a == "--add-opens").count();
         assert_eq!(opens, 15);
     }

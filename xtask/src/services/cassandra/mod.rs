@@ -15,7 +15,7 @@
 //! Ready when a CQL v4 client gets `READY` and then rows for
 //! `SELECT release_version FROM system.local`.
 
-mod config;
+pub(super) mod config;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ const DEPENDENCY_PLUGIN: &str =
     "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies";
 
 /// Commitlog segments alone are 32 MiB each; below this, startup or the first tests fail.
-const MIN_FREE_MIB: u64 = 2048;
+pub(super) const MIN_FREE_MIB: u64 = 2048;
 
 /// The single test node.
 #[derive(Debug)]
@@ -52,7 +52,8 @@ impl Cassandra {
         Self { dir }
     }
 
-    fn lib(&self) -> PathBuf {
+    /// The jars of `cassandra-all` and its dependencies (the ring's nodes use them too).
+    pub(super) fn lib(&self) -> PathBuf {
         self.dir.join("lib")
     }
 
@@ -61,29 +62,10 @@ impl Cassandra {
     }
 
     /// Whether `lib/` holds the jars of [`VERSION`] (it is renamed into place only when complete).
-    fn fetched(&self) -> bool {
+    pub(super) fn fetched(&self) -> bool {
         self.lib()
             .join(format!("cassandra-all-{VERSION}.jar"))
             .is_file()
-    }
-
-    /// The jamm memory-meter jar in `lib/`, passed as `-javaagent`.
-    fn jamm(&self) -> Result<PathBuf> {
-        let entries = fs::read_dir(self.lib())
-            .map_err(|e| format!("cannot list {}: {e}", self.lib().display()))?;
-        entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("jamm-"))
-            })
-            .ok_or_else(|| {
-                format!(
-                    "no jamm-*.jar in {}; delete it to fetch again",
-                    self.lib().display()
-                )
-                .into()
-            })
     }
 
     /// Runs `maven-dependency-plugin:copy-dependencies` on our pom, on JDK 17, into `into`.
@@ -117,11 +99,50 @@ impl Cassandra {
         for sub in ["run/logs", "run/tmp", "run/triggers", "conf"] {
             fs::create_dir_all(self.dir.join(sub))?;
         }
-        let yaml = config::cassandra_yaml(CLUSTER, NATIVE_PORT, STORAGE_PORT);
+        let yaml = config::cassandra_yaml(&config::NodeYaml {
+            cluster: CLUSTER,
+            address: probe::LOOPBACK,
+            native_port: NATIVE_PORT,
+            storage_port: STORAGE_PORT,
+            seeds: &[probe::LOOPBACK],
+            initial_token: "0",
+        });
         fs::write(self.dir.join("conf/cassandra.yaml"), yaml)?;
         fs::write(self.dir.join("conf/logback.xml"), config::LOGBACK_XML)?;
         Ok(())
     }
+}
+
+/// The jamm memory-meter jar in `lib`, passed as `-javaagent`.
+pub(super) fn jamm(lib: &Path) -> Result<PathBuf> {
+    let entries = fs::read_dir(lib).map_err(|e| format!("cannot list {}: {e}", lib.display()))?;
+    entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("jamm-"))
+        })
+        .ok_or_else(|| {
+            format!(
+                "no jamm-*.jar in {}; delete it to fetch again",
+                lib.display()
+            )
+            .into()
+        })
+}
+
+/// Fails unless the disk of `dir` has [`MIN_FREE_MIB`] free, saying what needs the space.
+pub(super) fn ensure_free_space(dir: &Path) -> Result<()> {
+    let free = free_mib(dir)?;
+    if free < MIN_FREE_MIB {
+        return Err(format!(
+            "cassandra: only {free} MiB free on the disk of {}; it needs at least {MIN_FREE_MIB} MiB \
+             (32 MiB commitlog segments, data, logs). Free some space and retry",
+            dir.display()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Free space on the filesystem holding `path`, in MiB, from `df -Pk`.
@@ -207,19 +228,16 @@ impl Engine for Cassandra {
 
     fn start(&self) -> Result<Child> {
         let java = install::java17().ok_or("JDK 17 not found under /usr/lib/jvm")?;
-        let free = free_mib(&self.dir)?;
-        if free < MIN_FREE_MIB {
-            return Err(format!(
-                "cassandra: only {free} MiB free on the disk of {}; it needs at least {MIN_FREE_MIB} MiB \
-                 (32 MiB commitlog segments, data, logs). Free some space and retry",
-                self.dir.display()
-            )
-            .into());
-        }
+        ensure_free_space(&self.dir)?;
         self.prepare()?;
         let mut command = Command::new(java);
         process::scrub_java_env(&mut command)
-            .args(config::jvm_args(&self.dir, &self.jamm()?))
+            .args(config::jvm_args(
+                &self.dir,
+                &self.lib(),
+                &jamm(&self.lib())?,
+                ["-Xms512m", "-Xmx1g"],
+            ))
             .arg(config::MAIN)
             .current_dir(&self.dir);
         let child = process::spawn_detached(&mut command, &self.log_file())?;

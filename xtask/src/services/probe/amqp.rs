@@ -22,7 +22,7 @@
 
 use std::io::{Read, Write};
 
-use super::connect;
+use super::{connect, read_error};
 use crate::Result;
 
 /// What a 0-9-1 client sends first.
@@ -152,7 +152,7 @@ fn read_method_frame(stream: &mut impl Read) -> Result<Vec<u8>> {
     let mut header = [0_u8; 7];
     stream
         .read_exact(&mut header)
-        .map_err(|e| format!("reading AMQP frame header: {e}"))?;
+        .map_err(|e| read_error("reading AMQP frame header", &e))?;
     if header.starts_with(b"AMQP") {
         return Err(format!("the server rejected AMQP 0-9-1 and offered {header:?}").into());
     }
@@ -160,7 +160,7 @@ fn read_method_frame(stream: &mut impl Read) -> Result<Vec<u8>> {
     let mut rest = vec![0_u8; size as usize + 1];
     stream
         .read_exact(&mut rest)
-        .map_err(|e| format!("reading AMQP frame payload: {e}"))?;
+        .map_err(|e| read_error("reading AMQP frame payload", &e))?;
     if rest.pop() != Some(FRAME_END) {
         return Err("AMQP frame does not end with 0xCE".into());
     }

@@ -13,10 +13,15 @@
 //! (a negative `[bytes]` length is null). The probe asks for
 //! `SELECT release_version FROM system.local` at consistency ONE, which only succeeds once the
 //! node has finished starting and serves reads.
+//!
+//! The ring check of the cluster mode uses [`row_count`]: the rows of `system.peers`, and a
+//! read at a consistency level that needs every live replica (`TWO`, `THREE`: a node that
+//! thinks a replica is down answers `Unavailable` at once).
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 
-use super::connect;
+use super::{LOOPBACK, connect_to, read_error};
 use crate::Result;
 
 const VERSION_REQUEST: u8 = 0x04;
@@ -32,7 +37,26 @@ const OP_QUERY: u8 = 0x07;
 const OP_RESULT: u8 = 0x08;
 
 const RESULT_ROWS: i32 = 0x0002;
-const CONSISTENCY_ONE: u16 = 0x0001;
+
+/// A CQL consistency level, as the protocol numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::services) enum Consistency {
+    One = 0x0001,
+    Two = 0x0002,
+    Three = 0x0003,
+}
+
+impl Consistency {
+    /// The level that needs `replicas` replicas to answer (1 to 3).
+    pub(in crate::services) fn of(replicas: usize) -> Option<Self> {
+        match replicas {
+            1 => Some(Self::One),
+            2 => Some(Self::Two),
+            3 => Some(Self::Three),
+            _ => None,
+        }
+    }
+}
 
 const ROWS_GLOBAL_TABLES_SPEC: i32 = 0x0001;
 const ROWS_HAS_MORE_PAGES: i32 = 0x0002;
@@ -50,17 +74,33 @@ struct Frame {
 
 /// STARTUP then QUERY on `127.0.0.1:port`; returns Cassandra's `release_version`, e.g. `5.0.8`.
 pub(in crate::services) fn release_version(port: u16) -> Result<String> {
-    let mut stream = connect(port)?;
+    release_version_at(SocketAddr::from((LOOPBACK, port)))
+}
+
+/// [`release_version`] of the node at `addr`.
+pub(in crate::services) fn release_version_at(addr: SocketAddr) -> Result<String> {
+    let result = query(addr, RELEASE_VERSION_QUERY, Consistency::One)?;
+    first_text_cell(&result.body)
+}
+
+/// How many rows `cql` returns from the node at `addr`, read at `consistency` (first page).
+pub(in crate::services) fn row_count(
+    addr: SocketAddr,
+    cql: &str,
+    consistency: Consistency,
+) -> Result<i32> {
+    rows_count(&query(addr, cql, consistency)?.body)
+}
+
+/// STARTUP, then one QUERY; the RESULT frame (a server ERROR becomes an error).
+fn query(addr: SocketAddr, cql: &str, consistency: Consistency) -> Result<Frame> {
+    let mut stream = connect_to(addr)?;
     stream.write_all(&encode_frame(0, OP_STARTUP, &startup_body()))?;
     expect(&read_frame(&mut stream)?, OP_READY, "STARTUP")?;
-    stream.write_all(&encode_frame(
-        1,
-        OP_QUERY,
-        &query_body(RELEASE_VERSION_QUERY),
-    ))?;
+    stream.write_all(&encode_frame(1, OP_QUERY, &query_body(cql, consistency)))?;
     let result = read_frame(&mut stream)?;
     expect(&result, OP_RESULT, "QUERY")?;
-    first_text_cell(&result.body)
+    Ok(result)
 }
 
 /// Fails unless `frame` has `opcode`; a server ERROR becomes its code and message.
@@ -92,12 +132,12 @@ fn startup_body() -> Vec<u8> {
     body
 }
 
-/// QUERY's body: the statement, consistency ONE, no flags (no values, default paging).
-fn query_body(cql: &str) -> Vec<u8> {
+/// QUERY's body: the statement, the consistency, no flags (no values, default paging).
+fn query_body(cql: &str, consistency: Consistency) -> Vec<u8> {
     let length = i32::try_from(cql.len()).expect("probe queries are short");
     let mut body = length.to_be_bytes().to_vec();
     body.extend_from_slice(cql.as_bytes());
-    body.extend_from_slice(&CONSISTENCY_ONE.to_be_bytes());
+    body.extend_from_slice(&(consistency as u16).to_be_bytes());
     body.push(0);
     body
 }
@@ -113,7 +153,7 @@ fn read_frame(input: &mut impl Read) -> Result<Frame> {
     let mut header = [0_u8; HEADER_LEN];
     input
         .read_exact(&mut header)
-        .map_err(|e| format!("reading CQL frame header: {e}"))?;
+        .map_err(|e| read_error("reading CQL frame header", &e))?;
     if header[0] != VERSION_RESPONSE {
         return Err(format!("CQL response version {:#04x}, expected 0x84", header[0]).into());
     }
@@ -123,7 +163,7 @@ fn read_frame(input: &mut impl Read) -> Result<Frame> {
     let mut body = vec![0_u8; length];
     input
         .read_exact(&mut body)
-        .map_err(|e| format!("reading CQL frame body: {e}"))?;
+        .map_err(|e| read_error("reading CQL frame body", &e))?;
     Ok(Frame {
         opcode: header[4],
         body,
@@ -142,6 +182,21 @@ fn describe_error(body: &[u8]) -> String {
 /// The first cell of the first row of a `Rows` RESULT, as text.
 fn first_text_cell(body: &[u8]) -> Result<String> {
     let mut cursor = Cursor(body);
+    let (columns, rows) = rows_header(&mut cursor)?;
+    if rows < 1 || columns < 1 {
+        return Err("system.local returned no rows".into());
+    }
+    let cell = cursor.bytes()?.ok_or("release_version is null")?;
+    Ok(String::from_utf8_lossy(cell).into_owned())
+}
+
+/// The number of rows of a `Rows` RESULT.
+fn rows_count(body: &[u8]) -> Result<i32> {
+    rows_header(&mut Cursor(body)).map(|(_, rows)| rows)
+}
+
+/// Reads a `Rows` RESULT up to its first row; returns (columns, rows).
+fn rows_header(cursor: &mut Cursor<'_>) -> Result<(i32, i32)> {
     let kind = cursor.i32()?;
     if kind != RESULT_ROWS {
         return Err(format!("RESULT kind {kind:#06x}, expected Rows (0x0002)").into());
@@ -152,13 +207,9 @@ fn first_text_cell(body: &[u8]) -> Result<String> {
         cursor.bytes()?;
     }
     if flags & ROWS_NO_METADATA == 0 {
-        skip_column_specs(&mut cursor, flags & ROWS_GLOBAL_TABLES_SPEC != 0, columns)?;
+        skip_column_specs(cursor, flags & ROWS_GLOBAL_TABLES_SPEC != 0, columns)?;
     }
-    if cursor.i32()? < 1 || columns < 1 {
-        return Err("system.local returned no rows".into());
-    }
-    let cell = cursor.bytes()?.ok_or("release_version is null")?;
-    Ok(String::from_utf8_lossy(cell).into_owned())
+    Ok((columns, cursor.i32()?))
 }
 
 fn skip_column_specs(cursor: &mut Cursor<'_>, global: bool, columns: i32) -> Result<()> {
@@ -257,11 +308,33 @@ mod tests {
     }
 
     #[test]
-    fn query_body_ends_with_consistency_one_and_no_flags() {
-        let body = query_body("SELECT 1");
+    fn query_body_ends_with_the_consistency_and_no_flags() {
+        let body = query_body("SELECT 1", Consistency::One);
         assert_eq!(&body[..4], &8_i32.to_be_bytes());
         assert_eq!(&body[4..12], b"SELECT 1");
         assert_eq!(&body[12..], &[0, 1, 0]);
+        assert_eq!(
+            &query_body("SELECT 1", Consistency::Three)[12..],
+            &[0, 3, 0]
+        );
+    }
+
+    #[test]
+    fn consistency_needs_as_many_replicas_as_asked() {
+        assert_eq!(Consistency::of(1), Some(Consistency::One));
+        assert_eq!(Consistency::of(3), Some(Consistency::Three));
+        assert_eq!(Consistency::of(0), None);
+        assert_eq!(Consistency::of(4), None);
+    }
+
+    #[test]
+    fn rows_result_counts_its_rows() {
+        assert_eq!(rows_count(&rows_body(Some("5.0.8"))).unwrap(), 1);
+        let mut empty = rows_body(None);
+        empty.truncate(empty.len() - 8); // drop rows_count and the null cell
+        empty.extend_from_slice(&0_i32.to_be_bytes());
+        assert_eq!(rows_count(&empty).unwrap(), 0);
+        assert!(first_text_cell(&empty).is_err());
     }
 
     #[test]

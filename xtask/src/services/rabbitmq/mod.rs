@@ -26,7 +26,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use super::engine::Engine;
@@ -34,8 +34,10 @@ use super::tls::Tls;
 use super::{install, probe, process};
 use crate::Result;
 
+mod node;
 mod users;
 
+pub(super) use node::{Node, SERVER};
 pub(super) use users::TEST_USERS;
 
 /// The AMQP port the tests connect to.
@@ -46,20 +48,20 @@ const DIST_PORT: u16 = 25682;
 const EPMD_PORT: u16 = 14369;
 const NODE: &str = "kernel-test@localhost";
 
-const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
-const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-
 /// The private RabbitMQ node.
 #[derive(Debug)]
 pub(super) struct RabbitMq {
-    dir: PathBuf,
+    node: Node,
     tls: Tls,
 }
 
 impl RabbitMq {
     /// The node whose state lives in `dir`, serving TLS with the certificate in `tls`.
     pub(super) fn new(dir: PathBuf, tls: Tls) -> Self {
-        Self { dir, tls }
+        Self {
+            node: Node::new(dir, NODE, DIST_PORT, EPMD_PORT),
+            tls,
+        }
     }
 
     /// `rabbitmq.conf`: the settings `rabbitmq-env` would otherwise read from `/etc/rabbitmq`.
@@ -102,92 +104,16 @@ log.console.level = info
         self.tls.ca_file()
     }
 
-    /// The environment that points the server and the CLI tools at our node only.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        let at = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
-        vec![
-            ("HOME", at("")),
-            ("RABBITMQ_NODENAME", NODE.to_owned()),
-            ("RABBITMQ_DIST_PORT", DIST_PORT.to_string()),
-            ("ERL_EPMD_PORT", EPMD_PORT.to_string()),
-            ("ERL_EPMD_ADDRESS", probe::LOOPBACK.to_string()),
-            (
-                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                "-kernel inet_dist_use_interface {127,0,0,1}".to_owned(),
-            ),
-            ("RABBITMQ_CONFIG_FILE", at("rabbitmq.conf")),
-            ("RABBITMQ_ADVANCED_CONFIG_FILE", at("advanced.config")),
-            ("RABBITMQ_CONF_ENV_FILE", at("rabbitmq-env.conf")),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE", at("enabled_plugins")),
-            ("RABBITMQ_MNESIA_BASE", at("mnesia")),
-            ("RABBITMQ_LOG_BASE", at("log")),
-            (
-                "RABBITMQ_PID_FILE",
-                self.pid_file().to_string_lossy().into_owned(),
-            ),
-        ]
-    }
-
-    /// A command with our environment and none of the caller's `RABBITMQ_*`/`ERL_*` settings.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("RABBITMQ_") || name.starts_with("ERL_") {
-                command.env_remove(&*name);
-            }
-        }
-        command.envs(self.env()).current_dir(&self.dir);
-        command
-    }
-
-    /// Runs `rabbitmqctl -n <node> <args>`; fails with its output.
-    fn ctl(&self, args: &[&str]) -> Result<()> {
-        let output = self.command(CTL).args(["-n", NODE]).args(args).output()?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let what = users::redact(args).join(" ");
-        Err(format!(
-            "rabbitmqctl {what} failed ({}): {}{}",
-            output.status,
-            stdout.trim(),
-            stderr.trim()
-        )
-        .into())
-    }
-
     /// Writes the config files into a fresh state directory (old mnesia and logs removed), and
     /// makes the TLS certificates if they are missing.
     fn prepare(&self) -> Result<()> {
         self.tls.ensure()?;
-        for stale in ["mnesia", "log"] {
-            let path = self.dir.join(stale);
-            if path.exists() {
-                fs::remove_dir_all(&path)
-                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-            }
-        }
-        let _ = fs::remove_file(self.pid_file());
-        fs::create_dir_all(self.dir.join("log"))?;
-        fs::write(self.config_file(), self.config())?;
-        fs::write(self.dir.join("enabled_plugins"), "[].\n")?;
-        fs::write(
-            self.dir.join("rabbitmq-env.conf"),
-            "# empty: everything is set by xtask\n",
-        )?;
-        Ok(())
+        self.node.wipe()?;
+        self.node.write_config(&self.config())
     }
 
     fn config_file(&self) -> PathBuf {
-        self.dir.join("rabbitmq.conf")
-    }
-
-    /// Stops our private epmd (it outlives the node); harmless if it is already gone.
-    fn stop_epmd(&self) {
-        let _ = self.command("epmd").arg("-kill").output();
+        self.node.config_file()
     }
 }
 
@@ -197,15 +123,15 @@ impl Engine for RabbitMq {
     }
 
     fn dir(&self) -> &Path {
-        &self.dir
+        self.node.dir()
     }
 
     fn pid_file(&self) -> PathBuf {
-        self.dir.join("rabbitmq.pid")
+        self.node.pid_file()
     }
 
     fn log_file(&self) -> PathBuf {
-        self.dir.join("rabbitmq.log")
+        self.node.log_file()
     }
 
     fn address(&self) -> String {
@@ -217,18 +143,7 @@ impl Engine for RabbitMq {
     }
 
     fn check_shared_ports(&self) -> Result<()> {
-        // Our private epmd outlives a node that crashed, and is fine to reuse; anything else
-        // there fails the node's boot ("nodistribution"), but only after about 25 s.
-        if !probe::port_is_open(EPMD_PORT) {
-            return Ok(());
-        }
-        probe::epmd(EPMD_PORT).map_err(|e| {
-            format!(
-                "rabbitmq: port {EPMD_PORT} (our private epmd) is held by something that is not an \
-                 epmd ({e}); `ss -ltnp 'sport = :{EPMD_PORT}'` names it"
-            )
-            .into()
-        })
+        self.node.check_epmd()
     }
 
     fn missing_packages(&self) -> Vec<&'static str> {
@@ -243,9 +158,7 @@ impl Engine for RabbitMq {
 
     fn start(&self) -> Result<Child> {
         self.prepare()?;
-        // The script writes RABBITMQ_PID_FILE with the Erlang VM's pid once it boots; the child
-        // here is the script, which lives exactly as long as the VM.
-        process::spawn_detached(&mut self.command(SERVER), &self.log_file())
+        self.node.spawn()
     }
 
     fn probe(&self) -> Result<String> {
@@ -266,7 +179,7 @@ impl Engine for RabbitMq {
     }
 
     fn settle(&self) -> Result<()> {
-        self.ctl(&["await_startup", "--timeout", "60"])
+        self.node.ctl(&["await_startup", "--timeout", "60"])
     }
 
     fn start_timeout(&self) -> Duration {
@@ -274,7 +187,7 @@ impl Engine for RabbitMq {
     }
 
     fn stop(&self, pid: u32) -> Result<()> {
-        let stopped = match self.ctl(&["stop"]) {
+        let stopped = match self.node.ctl(&["stop"]) {
             Ok(()) => process::wait_exit(pid, Duration::from_secs(30)),
             Err(e) => {
                 eprintln!("services: {e}; sending SIGTERM to pid {pid}");
@@ -284,7 +197,7 @@ impl Engine for RabbitMq {
         if !stopped {
             process::terminate(pid, Duration::from_secs(10))?;
         }
-        self.stop_epmd();
+        self.node.stop_epmd();
         Ok(())
     }
 }
@@ -347,15 +260,5 @@ mod tests {
         fs::remove_file(rabbit.tls.key_file()).unwrap();
         assert!(rabbit.outdated().unwrap().contains("TLS"));
         fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn every_location_is_inside_the_state_dir() {
-        let rabbit = rabbit();
-        for (name, value) in rabbit.env() {
-            if name.ends_with("_FILE") || name.ends_with("_BASE") || name == "HOME" {
-                assert!(value.starts_with("/x/.services/rabbitmq"), "{name}={value}");
-            }
-        }
     }
 }

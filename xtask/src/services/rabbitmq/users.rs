@@ -1,7 +1,7 @@
 //! The broker users `up` makes for the tests besides `guest`: two distinct identities, so that
 //! tests can check the `user_id` RabbitMQ verifies (docs/services.md, "Test users").
 
-use super::{AMQP_PORT, CTL, NODE, RabbitMq};
+use super::{AMQP_PORT, RabbitMq};
 use crate::Result;
 use crate::services::probe;
 
@@ -49,24 +49,13 @@ impl RabbitMq {
                 continue;
             }
             eprintln!("services: creating the RabbitMQ test user {}", user.name);
-            for args in user_setup(user, self.ctl_output(&user_add(user))?)? {
-                self.ctl(&args)?;
+            for args in user_setup(user, self.node.ctl_output(&user_add(user))?)? {
+                self.node.ctl(&args)?;
             }
             probe::amqp::open_as(AMQP_PORT, user.name, user.password)
                 .map_err(|e| format!("the test user {} still cannot log in: {e}", user.name))?;
         }
         Ok(())
-    }
-
-    /// Runs `rabbitmqctl -n <node> <args>`; whether it succeeded, and what it printed.
-    fn ctl_output(&self, args: &[&str]) -> Result<(bool, String)> {
-        let output = self.command(CTL).args(["-n", NODE]).args(args).output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout).trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok((output.status.success(), text))
     }
 }
 
