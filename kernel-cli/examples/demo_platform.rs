@@ -1,7 +1,9 @@
 //! A platform to try the `kernel` tool on: a login service `com.example.login` (in memory,
-//! with the ADMIN user `ada`, password from `DEMO_PASSWORD`) and a greeter
+//! with the ADMIN user `ada`, password from `DEMO_PASSWORD`), a greeter
 //! `com.example.greeter` that publishes a `kernel.examples.v1.Greeted` on
-//! `com.example.greeter.greeted` after each greeting, on the RabbitMQ of `KERNEL_AMQP_URL`,
+//! `com.example.greeter.greeted` after each greeting, and an auditor `com.example.audit`
+//! whose endpoint `record` subscribes to `com.example.greeter.#` and takes a `Greeted` (its
+//! announcement is how `kernel watch` knows the type), on the RabbitMQ of `KERNEL_AMQP_URL`,
 //! until Ctrl-C.
 //!
 //! ```text
@@ -52,6 +54,13 @@ async fn hello(greeter: Greeter, request: Request<HelloRequest>) -> Result<Hello
     })
 }
 
+/// `record`: what the auditor does with each greeting it hears of (a real one would store it).
+async fn record(request: Request<Greeted>) -> Result<Greeted, Error> {
+    let greeted = request.message();
+    println!("audit: {} greeted ({} so far)", greeted.name, greeted.count);
+    Ok(Greeted::default())
+}
+
 async fn client(url: &str, name: &str) -> Result<Client, Error> {
     let transport = AmqpTransport::connect(url).await?;
     Ok(Client::builder(Arc::new(transport) as Arc<dyn Transport>)
@@ -88,15 +97,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .upper95(Duration::from_millis(50)),
         )
         .build()?;
-    println!("serving com.example.login and com.example.greeter; Ctrl-C to stop");
+    let audit_client = client(&url, "com.example.audit").await?;
+    let audit = Service::builder("com.example.audit", &audit_client)
+        .version("1.0.0")
+        .endpoint(
+            Endpoint::new("record", record)
+                .open()
+                .subscribe("com.example.greeter.#"),
+        )
+        .build()?;
+    println!(
+        "serving com.example.login, com.example.greeter and com.example.audit; Ctrl-C to stop"
+    );
     let stop = || async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let (a, b) = tokio::join!(
+    let (a, b, c) = tokio::join!(
         login.serve_with_shutdown(stop()),
-        greeter.serve_with_shutdown(stop())
+        greeter.serve_with_shutdown(stop()),
+        audit.serve_with_shutdown(stop())
     );
     a?;
     b?;
+    c?;
     Ok(())
 }

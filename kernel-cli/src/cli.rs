@@ -101,7 +101,8 @@ pub(crate) enum Command {
     },
     /// End the saved session at the login service and forget it.
     Logout,
-    /// Print each publication on a topic as it arrives.
+    /// Print each publication on a topic as it arrives, decoded by `--type`, the platform's
+    /// own topics, or the type the topic's subscribers announce.
     Watch {
         /// The topic, e.g. `kernel.monitor.healthcheck`.
         topic: String,
@@ -112,13 +113,18 @@ pub(crate) enum Command {
         #[arg(long = "for", visible_alias = "duration", value_parser = duration::parse)]
         duration: Option<Duration>,
         /// Decode protobuf publications as this message type (full name, e.g.
-        /// `kernel.examples.v1.Greeted`).
+        /// `kernel.examples.v1.Greeted`), whatever the platform or subscribers say.
         #[arg(long = "type", value_name = "NAME")]
         type_name: Option<String>,
-        /// A `FileDescriptorSet` file with more message types for `--type` (a team's own);
-        /// repeatable.
+        /// A `FileDescriptorSet` file with more message types (a team's own), for `--type`
+        /// and for the types subscribers announce; repeatable.
         #[arg(long, value_name = "FILE")]
         descriptor_set: Vec<PathBuf>,
+        /// How long after the start a protobuf publication that neither `--type` nor the
+        /// platform's topics name may wait for its subscribers' announcements (services
+        /// announce every 10 s); `0s` shows such publications at once.
+        #[arg(long, default_value = "12s", value_parser = duration::parse_or_zero)]
+        wait: Duration,
     },
     /// Call an endpoint many times and report throughput, latency percentiles and a
     /// latency histogram.

@@ -2,8 +2,16 @@
 
 use std::time::Duration;
 
-/// Parses `500ms`, `1.5s`, `2m` or `7` (seconds).
+/// Parses `500ms`, `1.5s`, `2m` or `7` (seconds): more than zero, at most a day.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
+    match parse_or_zero(text)? {
+        Duration::ZERO => Err(format!("`{}` must be more than 0", text.trim())),
+        duration => Ok(duration),
+    }
+}
+
+/// As [`parse`], but zero (`0s`) is allowed: for waits that may be skipped.
+pub(crate) fn parse_or_zero(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(at) => text.split_at(at),
@@ -18,8 +26,8 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         other => return Err(format!("unknown unit `{other}` (ms, s, m)")),
     };
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 {
-        return Err(format!("`{text}` must be more than 0 and at most a day"));
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("`{text}` must be at most a day"));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -36,6 +44,10 @@ mod tests {
         assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse("7"), Ok(Duration::from_secs(7)));
         assert!(parse("0s").is_err());
+        assert!(parse("0.0000000001s").is_err(), "rounds to zero");
+        assert_eq!(parse_or_zero("0s"), Ok(Duration::ZERO));
+        assert!(parse_or_zero("2d").is_err());
+        assert!(parse_or_zero("25h").is_err());
         assert!(parse("5h").is_err());
         assert!(parse("fast").is_err());
     }

@@ -9,7 +9,8 @@
 //! the session a command runs with, `cmd/` one file per subcommand, `check.rs` the schema
 //! check of `call --check`, `raw.rs` the JSON value a call carries, `session.rs` the saved
 //! session, `table.rs` and `colour.rs` the human output, `types.rs` protobuf messages by
-//! name (for `watch --type`) and `failure.rs` the exit codes. Documented in
+//! name (for `watch`: `--type`, the platform's topics, subscribers' announcements) and
+//! `failure.rs` the exit codes. Documented in
 //! [`docs/cli.md`](https://github.com/kernel-platform/kernel/blob/main/docs/cli.md).
 
 mod check;

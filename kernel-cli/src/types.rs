@@ -1,5 +1,6 @@
 //! [`Types`]: protobuf messages by name at run time, so that `kernel watch` decodes
-//! publications to JSON without generated code.
+//! publications to JSON without generated code: by the name `--type` gives, the platform's
+//! table of its own topics names, or a subscriber's announcement names.
 //!
 //! The pool holds the platform's messages (`kernel_proto::FILE_DESCRIPTOR_SET`: the platform,
 //! login and example packages) and those of any `--descriptor-set FILE` (an encoded
@@ -74,15 +75,16 @@ impl Types {
         )))
     }
 
-    /// The message type the platform publishes on a monitoring topic, if `topic` is one.
-    pub(crate) fn of_monitoring_topic(&self, topic: &str) -> Option<MessageDescriptor> {
-        let name = match topic {
-            "kernel.monitor.discovery" => "kernel.platform.v1.Announcement",
-            "kernel.monitor.healthcheck" => "kernel.platform.v1.HealthCheckEvent",
-            "kernel.monitor.stats" => "kernel.platform.v1.StatsResponse",
-            _ => return None,
-        };
-        self.pool.get_message_by_name(name)
+    /// The message type of full name `name`, if a descriptor set has it: for names the
+    /// tool did not choose (a subscriber's announcement).
+    pub(crate) fn get(&self, name: &str) -> Option<MessageDescriptor> {
+        self.pool.get_message_by_name(name.trim_start_matches('.'))
+    }
+
+    /// The message type the platform itself publishes on `topic`, if it is one of the
+    /// platform's topics (`kernel_server::platform_topics`: monitoring, sign-outs).
+    pub(crate) fn of_platform_topic(&self, topic: &str) -> Option<MessageDescriptor> {
+        kernel_server::platform_topic(topic).and_then(|row| self.get(row.message_type))
     }
 }
 
@@ -137,13 +139,25 @@ mod tests {
     }
 
     #[test]
-    fn monitoring_topics_have_their_types() {
+    fn platform_topics_have_their_types() {
         let types = Types::load(&[] as &[&Path]).unwrap_or_else(|e| panic!("{e}"));
-        let health = types.of_monitoring_topic("kernel.monitor.healthcheck");
+        let name = |topic: &str| {
+            types
+                .of_platform_topic(topic)
+                .map(|m| m.full_name().to_owned())
+        };
         assert_eq!(
-            health.map(|m| m.full_name().to_owned()).as_deref(),
+            name("kernel.monitor.healthcheck").as_deref(),
             Some("kernel.platform.v1.HealthCheckEvent")
         );
-        assert!(types.of_monitoring_topic("com.example.greeted").is_none());
+        assert_eq!(
+            name("kernel.login.signedout").as_deref(),
+            Some("kernel.login.v1.SignedOut")
+        );
+        // Every row of the server's table is a type the tool can decode.
+        for row in kernel_server::platform_topics() {
+            assert!(types.get(row.message_type).is_some(), "{row:?}");
+        }
+        assert!(name("com.example.greeted").is_none());
     }
 }

@@ -51,7 +51,8 @@ async fn watch_prints_a_publication() {
 }
 
 /// `--type` decodes a protobuf publication (a `Greeted`, from kernel-proto's descriptors)
-/// to its proto3 JSON; without it the same bytes are shown raw.
+/// to its proto3 JSON; without it (and no subscriber to name the type) the same bytes are
+/// shown raw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_with_type_decodes_a_protobuf_publication() {
     let platform = Platform::start().await;
@@ -67,12 +68,15 @@ async fn watch_with_type_decodes_a_protobuf_publication() {
     let stdout = watch_one(&platform, &topic, &args, publication()).await;
     let line: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(line["type"], "kernel.examples.v1.Greeted");
+    assert_eq!(line["type_from"], "flag");
     assert_eq!(
         line["message"],
         serde_json::json!({"name": "ada", "count": "3"})
     );
 
-    let stdout = watch_one(&platform, &topic, &["--json"], publication()).await;
+    // Nobody subscribes to the topic, and `--wait 0s` waits for no announcement.
+    let args = ["--json", "--wait", "0s"];
+    let stdout = watch_one(&platform, &topic, &args, publication()).await;
     let line: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(line["type"].is_null(), "{line}");
     assert_eq!(line["message"]["length"], bytes.len());

@@ -3,7 +3,9 @@
 //! `kernel-server` sits on `kernel-client` (a service calls others through a client, and
 //! shares its transport and reply router) and under the `kernel` umbrella. A [`Service`] is a
 //! name, a version and [`Endpoint`]s, each an async [`Handler`] from a typed [`Request`] to a
-//! typed response or a platform [`Error`](kernel_errors::Error).
+//! typed response or a platform [`Error`](kernel_errors::Error). While it serves, an instance
+//! publishes on the monitoring topics; [`platform_topics`] lists those (and the login
+//! service's sign-outs) with the message type published on each.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -65,7 +67,7 @@ pub use ops::health::{
 };
 pub use ops::{
     DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_ENDPOINTS, DEFAULT_STATS_INTERVAL, DISCOVERY_TOPIC,
-    HEALTHCHECK_TOPIC, STATS_TOPIC,
+    HEALTHCHECK_TOPIC, PlatformTopic, STATS_TOPIC, platform_topic, platform_topics,
 };
 pub use replies::{
     REPLY_CACHE_ENTRY_OVERHEAD, REPLY_CACHE_GENERATION, REPLY_CACHE_MAX_BYTES, REPLY_CACHE_TTL,

@@ -9,6 +9,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::error::check_name;
 use crate::{
     Acker, Deliveries, Delivery, Destination, Envelope, Settle, Source, Transport, TransportError,
+    topic_matches,
 };
 
 /// A broker that lives in this process: the embedded default for quick starts, unit tests and
@@ -16,9 +17,10 @@ use crate::{
 ///
 /// It keeps the wire contract's semantics: a shared work queue per service (competing
 /// consumers, at most `capacity` unacked deliveries each), an instance queue per connected
-/// transport, one subscription queue per (service, topic) with AMQP topic patterns (`*` one
-/// word, `#` any number), a typed no-route error for requests to services nobody consumes, and
-/// queues that disappear with their last consumer. It does not survive the process. A
+/// transport, one subscription queue per (service, topic) with AMQP topic patterns
+/// ([`topic_matches`](crate::topic_matches): `*` one word, `#` any number), a typed no-route
+/// error for requests to services nobody consumes, and queues that disappear with their last
+/// consumer. It does not survive the process. A
 /// delivery dropped unsettled goes back to its queue, as on RabbitMQ.
 ///
 /// Cloning is cheap; clones are the same broker.
@@ -169,27 +171,6 @@ impl InProcessBroker {
             })
             .collect()
     }
-}
-
-/// AMQP topic matching: words are dot-separated, `*` matches one word, `#` zero or more.
-fn topic_matches(pattern: &str, topic: &str) -> bool {
-    fn matches(pattern: &[&str], topic: &[&str]) -> bool {
-        match (pattern.split_first(), topic.split_first()) {
-            (None, None) => true,
-            (Some((&"#", rest)), _) => {
-                matches(rest, topic)
-                    || topic
-                        .split_first()
-                        .is_some_and(|(_, t)| matches(pattern, t))
-            }
-            (Some((&"*", rest)), Some((_, t))) => matches(rest, t),
-            (Some((word, rest)), Some((head, t))) => word == head && matches(rest, t),
-            _ => false,
-        }
-    }
-    let pattern: Vec<_> = pattern.split('.').collect();
-    let topic: Vec<_> = topic.split('.').collect();
-    matches(&pattern, &topic)
 }
 
 /// A connection to an [`InProcessBroker`]: one "process", with its own instance queue.
@@ -413,23 +394,5 @@ fn verified_user(user: &str) -> String {
         user.to_owned()
     } else {
         String::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_patterns_follow_amqp_rules() {
-        assert!(topic_matches("a.b.c", "a.b.c"));
-        assert!(!topic_matches("a.b.c", "a.b"));
-        assert!(topic_matches("a.*.c", "a.x.c"));
-        assert!(!topic_matches("a.*.c", "a.x.y.c"));
-        assert!(topic_matches("a.#", "a"));
-        assert!(topic_matches("a.#", "a.b.c"));
-        assert!(topic_matches("#", "anything.at.all"));
-        assert!(topic_matches("#.c", "a.b.c"));
-        assert!(!topic_matches("#.c", "a.b"));
     }
 }

@@ -6,6 +6,8 @@
 //! queue or a topic, and consumes those queues. [`InProcessTransport`] is the embedded default
 //! (no network, several services in one process); [`AmqpTransport`] implements the wire
 //! contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) on RabbitMQ.
+//! [`topic_matches`] is the AMQP topic-pattern rule both apply to subscriptions, for tools that
+//! need to know which subscription a publication reaches.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -44,6 +46,7 @@ mod config;
 mod envelope;
 mod error;
 mod in_process;
+mod topic;
 pub mod trace;
 mod transport;
 
@@ -62,4 +65,5 @@ pub use in_process::{InProcessBroker, InProcessTransport};
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use kernel_amqp::Limits as AmqpLimits;
+pub use topic::topic_matches;
 pub use transport::{Acker, Deliveries, Delivery, Destination, Settle, Source, Transport};

@@ -42,6 +42,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             duration,
             type_name,
             descriptor_set,
+            wait,
         } => {
             let watch = watch::Watch {
                 topic,
@@ -49,6 +50,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
                 duration,
                 type_name,
                 descriptor_sets: descriptor_set,
+                wait,
             };
             watch::run(&context, watch).await
         }

@@ -11,11 +11,12 @@ use kernel_auth::{Auth, TokenSigner};
 use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_login::{LoginService, MemoryCredentialStore};
-use kernel_proto::examples::{HelloRequest, HelloResponse};
+use kernel_proto::examples::{Greeted, HelloRequest, HelloResponse};
 use kernel_server::{Endpoint, Request, Service};
 use kernel_transport::{AmqpTransport, Transport};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+use tokio::sync::{mpsc, oneshot};
 
 pub use kernel_testkit::{bounded, unique};
 
@@ -115,6 +116,41 @@ impl Platform {
         platform
     }
 
+    /// Starts the demo subscriber: a service (`test.cli.audit.…`, after the examples'
+    /// `com.example.audit`) whose endpoint `record` subscribes to `pattern` and takes a
+    /// `kernel.examples.v1.Greeted`, announcing itself every half second. Answers what it
+    /// records.
+    pub async fn start_audit(&mut self, pattern: &str) -> mpsc::UnboundedReceiver<Greeted> {
+        let (recorded, records) = mpsc::unbounded_channel();
+        let record = move |request: Request<Greeted>| {
+            let recorded = recorded.clone();
+            async move {
+                let _ = recorded.send(request.message().clone());
+                Ok::<_, Error>(Greeted::default())
+            }
+        };
+        let audit = Service::builder(unique("cli.audit"), &client().await)
+            .announce_interval(Duration::from_millis(500))
+            .endpoint(Endpoint::new("record", record).open().subscribe(pattern))
+            .build()
+            .unwrap();
+        self.serve(audit).await;
+        records
+    }
+
+    /// Starts `kernel watch TOPIC args…` and returns once it says it is subscribed (its
+    /// `watching TOPIC` line on stderr).
+    pub async fn watch(&self, topic: &str, args: &[&str]) -> Watching {
+        let mut child = self.command(&["watch", topic]).args(args).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let ready = bounded("watch to subscribe", stderr.next_line())
+            .await
+            .unwrap();
+        assert_eq!(ready.as_deref(), Some(format!("watching {topic}").as_str()));
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        Watching { child, stdout }
+    }
+
     /// Serves `service` until the platform is dropped; returns once its queue is consumed.
     async fn serve(&mut self, service: Service) {
         let (stop, stopped) = oneshot::channel::<()>();
@@ -206,6 +242,48 @@ impl Drop for Platform {
             task.abort();
         }
         let _ = std::fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+/// A running `kernel watch`, subscribed; killed when dropped.
+pub struct Watching {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Watching {
+    /// The next line it prints, as JSON (it runs with `--json`).
+    pub async fn next_json(&mut self) -> serde_json::Value {
+        let line = bounded("watch to print a publication", self.stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("watch ended before printing a publication"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// The next line whose `field` (a JSON pointer) is `value`, skipping others (publications
+    /// of other tests on a shared topic).
+    pub async fn next_json_where(&mut self, field: &str, value: &str) -> serde_json::Value {
+        bounded(
+            format!("watch to print a line with {field} = {value}").as_str(),
+            async {
+                loop {
+                    let line = self.next_json().await;
+                    if line.pointer(field).and_then(|v| v.as_str()) == Some(value) {
+                        return line;
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits for it to exit by itself (`--count`, `--for`), and answers the exit code.
+    pub async fn exit_code(mut self) -> Option<i32> {
+        bounded("watch to exit", self.child.wait())
+            .await
+            .unwrap()
+            .code()
     }
 }
 

@@ -11,6 +11,7 @@ mod endpoints;
 pub(crate) mod health;
 pub(crate) mod monitor;
 mod stats;
+mod topics;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +25,7 @@ pub use endpoints::DEFAULT_ENDPOINTS;
 pub(crate) use endpoints::defaults;
 use health::Slot;
 pub(crate) use stats::ms;
+pub use topics::{PlatformTopic, platform_topic, platform_topics};
 
 /// The topic announcements are published on (`h2o.topic`), where a
 /// [`Registry`](kernel_client::Registry) listens.

@@ -1,0 +1,137 @@
+//! `kernel watch` decodes a publication by the type something names, with no flag: the type
+//! the topic's announced subscribers expect (the registry), or the one the platform publishes
+//! on its own topics; raw when nothing names one. On the real RabbitMQ.
+#![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
+
+mod support;
+
+use kernel_proto::examples::Greeted;
+use kernel_transport::{ContentType, Destination, Envelope};
+use prost::Message;
+use support::{Platform, bounded, unique};
+
+fn greeted(topic: &str) -> (Envelope, usize) {
+    let bytes = Greeted {
+        name: "ada".into(),
+        count: 3,
+    }
+    .encode_to_vec();
+    let length = bytes.len();
+    (
+        Envelope::publication(topic, ContentType::Protobuf, bytes.into()),
+        length,
+    )
+}
+
+async fn publish(platform: &Platform, topic: &str, publication: Envelope) {
+    platform
+        .client
+        .transport()
+        .send(Destination::Topic(topic), publication)
+        .await
+        .unwrap();
+}
+
+/// A subscriber announces that it takes a `Greeted` on `PREFIX.#`: a protobuf publication on
+/// `PREFIX.greeted` is decoded as one, with no `--type`. The watch may receive it before it
+/// hears the announcement (every half second); it then holds it until it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_decodes_by_the_type_a_subscriber_announces() {
+    let mut platform = Platform::start().await;
+    let prefix = unique("cli.audited");
+    let mut recorded = platform.start_audit(&format!("{prefix}.#")).await;
+    let topic = format!("{prefix}.greeted");
+
+    let mut watching = platform
+        .watch(&topic, &["--json", "--count", "1", "--for", "30s"])
+        .await;
+    let (publication, _) = greeted(&topic);
+    publish(&platform, &topic, publication).await;
+
+    let line = watching.next_json().await;
+    assert_eq!(line["topic"], topic.as_str());
+    assert_eq!(line["type"], "kernel.examples.v1.Greeted", "{line}");
+    assert_eq!(line["type_from"], "registry", "{line}");
+    assert_eq!(
+        line["message"],
+        serde_json::json!({"name": "ada", "count": "3"})
+    );
+    assert_eq!(watching.exit_code().await, Some(0));
+    // The subscriber whose announcement named the type got the publication too.
+    let heard = bounded("the subscriber to record the publication", recorded.recv())
+        .await
+        .unwrap();
+    assert_eq!(heard.name, "ada");
+}
+
+/// The platform's own topics need no flag: announcements on `kernel.monitor.discovery` are
+/// decoded as `Announcement` (here the test greeter's, which announces every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_decodes_a_platform_topic_with_no_flag() {
+    let platform = Platform::start().await;
+    let mut watching = platform
+        .watch("kernel.monitor.discovery", &["--json", "--for", "30s"])
+        .await;
+    let line = watching
+        .next_json_where("/message/serviceName", &platform.greeter)
+        .await;
+    assert_eq!(line["type"], "kernel.platform.v1.Announcement", "{line}");
+    assert_eq!(line["type_from"], "platform", "{line}");
+    assert_eq!(line["message"]["serviceVersion"], "1.2.3", "{line}");
+}
+
+/// Nothing names the type of a publication on a topic nobody subscribes to: once `--wait`
+/// has passed with no subscriber heard, it is shown raw, with no type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_shows_raw_bytes_when_nothing_names_the_type() {
+    let platform = Platform::start().await;
+    let topic = unique("cli.unnamed");
+    let mut watching = platform
+        .watch(
+            &topic,
+            &["--json", "--count", "1", "--for", "30s", "--wait", "1s"],
+        )
+        .await;
+    let (publication, length) = greeted(&topic);
+    publish(&platform, &topic, publication).await;
+
+    let line = watching.next_json().await;
+    assert!(line["type"].is_null(), "{line}");
+    assert!(line["type_from"].is_null(), "{line}");
+    assert_eq!(line["message"]["length"], length, "{line}");
+    assert!(line["message"]["base64"].is_string(), "{line}");
+    assert!(line["message"].get("error").is_none(), "{line}");
+    assert_eq!(watching.exit_code().await, Some(0));
+}
+
+/// `--type` wins over what subscribers announce: the same publication, under a subscriber
+/// that announces `Greeted`, decoded as another type names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_type_flag_wins_over_the_registry() {
+    let mut platform = Platform::start().await;
+    let prefix = unique("cli.flagged");
+    let _recorded = platform.start_audit(&format!("{prefix}.#")).await;
+    let topic = format!("{prefix}.greeted");
+    let mut watching = platform
+        .watch(
+            &topic,
+            &[
+                "--json",
+                "--count",
+                "1",
+                "--for",
+                "30s",
+                "--type",
+                "kernel.examples.v1.HelloRequest",
+            ],
+        )
+        .await;
+    let (publication, _) = greeted(&topic);
+    publish(&platform, &topic, publication).await;
+    let line = watching.next_json().await;
+    assert_eq!(line["type"], "kernel.examples.v1.HelloRequest", "{line}");
+    assert_eq!(line["type_from"], "flag", "{line}");
+    // Field 1 of a Greeted is HelloRequest's field 1 too: the name.
+    assert_eq!(line["message"]["name"], "ada", "{line}");
+    assert_eq!(watching.exit_code().await, Some(0));
+}
