@@ -38,7 +38,7 @@
 //! than a quarter of the budget is not kept: its retry runs again.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::ops::Range;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ struct Generations {
 struct Generation {
     /// When it began to take notes.
     started: Instant,
-    notes: HashMap<u128, Note>,
+    notes: HashMap<u128, Note, BuildHasherDefault<KeyHasher>>,
     /// The kept payloads, back to back.
     payloads: Vec<u8>,
     /// What its notes count for against the budget.
@@ -316,7 +316,7 @@ impl Generation {
     fn new(started: Instant) -> Self {
         Generation {
             started,
-            notes: HashMap::new(),
+            notes: HashMap::default(),
             payloads: Vec::new(),
             bytes: 0,
         }
@@ -350,6 +350,30 @@ impl Generation {
             payload: start..at(self.payloads.len()),
         };
         self.notes.insert(key, note);
+    }
+}
+
+/// Hashes a note's key for the generation's map by taking its low half: the key is already a
+/// keyed hash of the ids, so hashing it again would only cost time (an arrival looks in every
+/// generation).
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used (the keys are `u128`); anything else is folded in.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        // Truncation intended: the low 64 bits of a uniform hash are a uniform hash.
+        self.0 = key as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
