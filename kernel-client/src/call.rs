@@ -458,7 +458,7 @@ async fn execute(
                             ticket.record(Verdict::Success, Instant::now().into_std());
                         }
                         inst.timing(&buckets.success, attempt_started.elapsed(), 1.0);
-                        return Ok(reply);
+                        return Ok(*reply);
                     }
                 }
             }
