@@ -3,7 +3,7 @@
 //! issue's target: a cached check at ≥ 1/20 of a bare `get`'s rate (1,000,000/s per core where
 //! the `get` does 20,000,000/s), printed as that ratio.
 //!
-//! `cargo xtask bench -- auth_check`, or `cargo bench -p kernel-auth --bench auth_check`.
+//! `cargo xtask bench criterion -- auth_check`, or `cargo bench -p kernel-auth --bench auth_check`.
 //! One thread: the figures are per core.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // a benchmark, not a library
 

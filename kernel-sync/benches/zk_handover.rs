@@ -6,7 +6,7 @@
 //! with `ratio = floor median ÷ hand-over median`.
 //!
 //! It measures outside criterion, so it applies criterion's name filter itself: its id is
-//! `zk_handover/handover`, and `cargo bench -- rpc_echo` skips it.
+//! `zk_handover/handover`, and `cargo bench -- auth_check` skips it.
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 mod support;

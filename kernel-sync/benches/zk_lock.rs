@@ -9,7 +9,7 @@
 //! is printed as `ratio = … (target >= 0.80)`. Criterion's own ratio is printed beside it.
 //!
 //! Both come only when criterion measured both routines in this run: a name filter that skips
-//! one (`cargo bench -- rpc_echo` skips both) prints which were not measured instead.
+//! one (`cargo bench -- auth_check` skips both) prints which were not measured instead.
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 mod support;

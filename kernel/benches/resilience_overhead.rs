@@ -3,7 +3,7 @@
 //! run, printed as a ratio (the target of the resilience issue: at most 5 % added). The
 //! server's per-caller admission is always on, in both variants.
 //!
-//! `cargo xtask bench -- resilience_overhead`, or
+//! `cargo xtask bench criterion -- resilience_overhead`, or
 //! `cargo bench -p kernel-platform --bench resilience_overhead`.
 //!
 //! The runtime is single-threaded and the broker in process: client, broker and server all

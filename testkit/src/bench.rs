@@ -1,7 +1,7 @@
 //! What a benchmark asks of its command line: whether this run measures, lists, and which
 //! benchmarks criterion's name filter selects.
 //!
-//! `cargo bench -- rpc_echo` passes `--bench rpc_echo` to every benchmark binary of the
+//! `cargo bench -- auth_check` passes `--bench auth_check` to every benchmark binary of the
 //! workspace. Criterion skips the routines the filter does not match; a benchmark that prints a
 //! ratio of two routines must then say which were skipped, and one that measures outside
 //! criterion must skip itself as criterion would.
@@ -57,7 +57,7 @@ pub fn listing() -> bool {
 /// Whether this run's arguments select the benchmark `id` (`group/name`), as criterion decides
 /// for its own routines: every id without a filter, ids the filter (a regular expression)
 /// matches, only the filter itself with `--exact`, none with `--ignored`. For a benchmark that
-/// measures outside criterion, so that `cargo bench -- rpc_echo` skips it as criterion would.
+/// measures outside criterion, so that `cargo bench -- auth_check` skips it as criterion would.
 pub fn selected(id: &str) -> bool {
     let args: Vec<String> = std::env::args().skip(1).collect();
     selects(&args, id)
@@ -133,7 +133,7 @@ mod tests {
         assert!(selects(&args("--bench zk_handover"), id));
         assert!(selects(&args("--bench zk_"), id));
         assert!(selects(&args("--bench ^zk_.*over"), id));
-        assert!(!selects(&args("--bench rpc_echo"), id));
+        assert!(!selects(&args("--bench auth_check"), id));
         assert!(!selects(&args("--bench zk_handover --exact"), id));
         assert!(selects(&args("--bench zk_handover/handover --exact"), id));
         assert!(!selects(&args("--bench --ignored"), id));
@@ -144,7 +144,7 @@ mod tests {
         let id = "zk_handover/handover";
         assert!(selects(&args("--bench --sample-size 10"), id));
         assert!(selects(&args("--bench --save-baseline main"), id));
-        assert!(!selects(&args("--bench -s main rpc_echo"), id));
+        assert!(!selects(&args("--bench -s main auth_check"), id));
         assert!(selects(&args("--bench --measurement-time=3 handover"), id));
     }
 }

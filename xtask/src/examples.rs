@@ -2,7 +2,7 @@
 //! greeter processes talking over the real RabbitMQ.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,7 +38,9 @@ pub(crate) fn run(root: &Path, engines: &Engines) -> Result<()> {
         &["build", "--quiet", "-p", "kernel-platform", "--examples"],
         &[],
     )?;
-    let examples = target_dir(root).join("debug").join("examples");
+    let examples = crate::workspace::target_dir(root)
+        .join("debug")
+        .join("examples");
     let log = root.join(".services").join("greeter_server.log");
     fs::create_dir_all(root.join(".services"))?;
     let mut server = Command::new(examples.join("greeter_server"))
@@ -118,10 +120,4 @@ fn stop(server: &mut std::process::Child) -> Result<()> {
 
 fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
 }

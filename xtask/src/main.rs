@@ -6,11 +6,13 @@
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
 //! | `services up --cluster / kill NODE / start NODE` | three-node clusters of each engine, and one node taken away and brought back, for fault tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
-//! | `bench` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
+//! | `bench rpc / inproc / memory` | the kernel as separate processes over RabbitMQ against a raw lapin echo, in process, and its memory ([`mod@bench`]) |
+//! | `bench criterion` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
 //! | `ci` | the toolchain is the MSRV, fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the examples, then `test` |
 
 #![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
 
+mod bench;
 mod codegen;
 mod examples;
 mod services;
@@ -52,11 +54,11 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Bring the engines up, then run the workspace's criterion benchmarks against them.
+    /// Measure the kernel against same-run baselines: `rpc`, `inproc`, `memory`, or the
+    /// criterion benchmarks.
     Bench {
-        /// Extra arguments passed to `cargo bench` (after `--`), e.g. a benchmark name filter.
-        #[arg(last = true)]
-        cargo_args: Vec<String>,
+        #[command(subcommand)]
+        action: bench::Action,
     },
     /// Everything CI checks, in order: the toolchain is the MSRV, fmt, clippy,
     /// no-default-features build, codegen --check, cargo package, docs, examples, test.
@@ -69,7 +71,7 @@ fn main() -> ExitCode {
         Command::Codegen { check } => codegen::run(&root, check),
         Command::Services { action } => services::run(&root, action),
         Command::Test { cargo_args } => test(&root, &cargo_args),
-        Command::Bench { cargo_args } => bench(&root, &cargo_args),
+        Command::Bench { action } => bench::run(&root, action),
         Command::Ci => ci(&root),
     });
     match outcome {
@@ -146,13 +148,6 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     )
 }
 
-fn bench(root: &std::path::Path, extra: &[String]) -> Result<()> {
-    let engines = services::up(root)?;
-    let mut args = vec!["bench", "--workspace"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(root, &args, &engines.env_vars())
-}
-
 fn ci(root: &std::path::Path) -> Result<()> {
     msrv(root)?;
     cargo(root, &["fmt", "--all", "--check"], &[])?;
@@ -182,7 +177,7 @@ fn ci(root: &std::path::Path) -> Result<()> {
     )?;
     codegen::run(root, true)?;
     // Every publishable crate packages, and builds from its package alone (the test kit,
-    // xtask and the code generator's fixture are not published).
+    // xtask, the benchmarks' processes and the code generator's fixture are not published).
     cargo(
         root,
         &[
@@ -193,6 +188,8 @@ fn ci(root: &std::path::Path) -> Result<()> {
             "kernel-testkit",
             "--exclude",
             "xtask",
+            "--exclude",
+            "kernel-bench",
             "--exclude",
             "kernel-build-fixture",
         ],

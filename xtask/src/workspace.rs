@@ -24,6 +24,14 @@ pub(crate) fn root() -> Result<PathBuf> {
     })
 }
 
+/// Where cargo builds for the checkout at `root`: `CARGO_TARGET_DIR` if set (relative to
+/// `root`, where xtask runs cargo), else `<root>/target`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| root.join(dir))
+        .unwrap_or_else(|| root.join("target"))
+}
+
 /// The nearest of `start` and its ancestors that holds a workspace manifest.
 fn find_root(start: &Path) -> Option<PathBuf> {
     start
