@@ -19,8 +19,18 @@ use tokio::time::Instant;
 
 const BOUND: Duration = Duration::from_secs(60);
 
-/// The lease of every lock here: the shortest allowed, so a refresh runs every 1.5 s.
-const HOLD_FOR: Duration = CassandraGlobalLock::MIN_HOLD_FOR;
+/// The statement timeout of every lock here. Until the ring marks a killed node down, a
+/// coordinator may still pick it for the quorum read inside a SERIAL read or a compare-and-set,
+/// and then answers only when the request times out (seen once in three runs: an acquire took
+/// 5.1 s with the default 5 s timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The lease of the holders: a refresh is sent at 0.75 of it, so the remaining quarter
+/// (2.5 s) outlasts one stalled attempt ([`REQUEST_TIMEOUT`]) and leaves time for a retry.
+const HOLD_FOR: Duration = Duration::from_secs(10);
+
+/// The lease of the locks taken and released at once: the shortest allowed.
+const CYCLE_HOLD_FOR: Duration = CassandraGlobalLock::MIN_HOLD_FOR;
 
 /// How long the one-node-down phase runs: past the ~19 s the survivors take to mark the
 /// killed node down, so acquires, refreshes and releases are seen working both while the
@@ -47,6 +57,7 @@ async fn global_lock(hosts: &str, keyspace: &str, namespace: &Namespace) -> Cass
         "a Cassandra session on the ring with the lock table",
         CassandraGlobalLock::builder(hosts, namespace.clone())
             .keyspace(keyspace)
+            .request_timeout(REQUEST_TIMEOUT)
             .connect(),
     )
     .await
@@ -85,7 +96,7 @@ async fn cycle(lock: &CassandraGlobalLock, id: &str) -> Duration {
     let guard = lock
         .lock(id)
         .wait_for(Duration::from_secs(10))
-        .hold_for(HOLD_FOR)
+        .hold_for(CYCLE_HOLD_FOR)
         .acquire()
         .await
         .unwrap_or_else(|e| panic!("acquire {id}: {e} ({:?})", started.elapsed()));
@@ -103,7 +114,7 @@ async fn refused(lock: &CassandraGlobalLock, id: &str) -> SyncError {
         "an acquire with two nodes down to give up",
         lock.lock(id)
             .wait_for(Duration::from_secs(3))
-            .hold_for(HOLD_FOR)
+            .hold_for(CYCLE_HOLD_FOR)
             .acquire(),
     )
     .await;
