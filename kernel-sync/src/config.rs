@@ -4,8 +4,13 @@ use kernel_errors::InvalidConfig;
 use serde::{Deserialize, Serialize};
 
 /// Where locks and leaders live, as configuration: the `[sync]` section of `kernel.toml`
-/// (`KERNEL_ZK_HOSTS` and `KERNEL_CASSANDRA_HOSTS`, or `KERNEL_SYNC__<KEY>`, in the
-/// environment). Unset hosts mean the backend is not used.
+/// (`KERNEL_ZK_HOSTS`, `KERNEL_CASSANDRA_HOSTS` and `KERNEL_CASSANDRA_REPLICATION`, or
+/// `KERNEL_SYNC__<KEY>`, in the environment). Unset hosts mean the backend is not used.
+///
+/// In production both are clusters: list every server of the ZooKeeper ensemble (the client
+/// moves its session to another server when one dies) and several Cassandra contact points,
+/// with a replication factor of 3 or more, so that the global lock's QUORUM and SERIAL
+/// operations go on with one replica down (docs/sync.md, "On a cluster").
 ///
 /// ```toml
 /// [sync]
@@ -38,7 +43,8 @@ pub struct SyncConfig {
     pub cassandra_hosts: Option<String>,
     /// The keyspace of the global lock table.
     pub cassandra_keyspace: String,
-    /// The keyspace's replication factor, if it has to be created.
+    /// The keyspace's replication factor, if it has to be created (default 3:
+    /// `KERNEL_CASSANDRA_REPLICATION`). A quorum of it must be up for the global lock.
     pub cassandra_replication_factor: u32,
 }
 

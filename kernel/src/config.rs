@@ -24,7 +24,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "kernel.toml";
 ///    optional);
 /// 3. environment variables: `KERNEL_<SECTION>__<KEY>` (e.g. `KERNEL_SERVER__CAPACITY=50`,
 ///    `KERNEL_CLIENT__BREAKER__THRESHOLD=0.5`), plus the short forms `KERNEL_AMQP_URL`,
-///    `KERNEL_STATSD_ADDR`, `KERNEL_ZK_HOSTS` and `KERNEL_CASSANDRA_HOSTS`;
+///    `KERNEL_STATSD_ADDR`, `KERNEL_ZK_HOSTS`, `KERNEL_CASSANDRA_HOSTS` and
+///    `KERNEL_CASSANDRA_REPLICATION` (`sync.cassandra_replication_factor`);
 /// 4. code: change the loaded value, or merge more into [`Config::figment`] and read it with
 ///    [`Config::from_figment`]; builder methods called after `from_env` win over all of it.
 ///
@@ -151,6 +152,7 @@ fn environment() -> Env {
             "statsd_addr" => "metrics.statsd_addr".into(),
             "zk_hosts" => "sync.zookeeper_hosts".into(),
             "cassandra_hosts" => "sync.cassandra_hosts".into(),
+            "cassandra_replication" => "sync.cassandra_replication_factor".into(),
             other => other.replace("__", ".").into(),
         }
     })
@@ -193,6 +195,7 @@ mod tests {
             jail.set_env("KERNEL_SERVER__CAPACITY", "70");
             jail.set_env("KERNEL_AMQP_URL", "amqp://u:p@127.0.0.1:5672/%2f");
             jail.set_env("KERNEL_ZK_HOSTS", "127.0.0.1:2181");
+            jail.set_env("KERNEL_CASSANDRA_REPLICATION", "5");
             jail.set_env("KERNEL_UNRELATED_THING", "ignored");
             let config = Config::load().map_err(|e| e.to_string())?;
             assert_eq!(
@@ -212,6 +215,7 @@ mod tests {
                 config.sync.zookeeper_hosts.as_deref(),
                 Some("127.0.0.1:2181")
             );
+            assert_eq!(config.sync.cassandra_replication_factor, 5);
 
             let code = Config::figment().merge(Serialized::default("server.capacity", 90));
             let config = Config::from_figment(code).map_err(|e| e.to_string())?;

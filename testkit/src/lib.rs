@@ -3,7 +3,8 @@
 //! network faults between a client and an engine.
 //!
 //! A dev-dependency of the crates whose tests and benchmarks talk to RabbitMQ, ZooKeeper or
-//! Cassandra; not published. [`bench`](mod@bench) reads a benchmark's command line.
+//! Cassandra; not published. [`bench`](mod@bench) reads a benchmark's command line;
+//! [`cluster`](mod@cluster) kills and restarts nodes of the three-node clusters.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -18,6 +19,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod bench;
+pub mod cluster;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -29,6 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+pub use cluster::{KilledNode, kill_node};
 
 /// The longest a single wait in a test may take before it fails the test.
 pub const BOUND: Duration = Duration::from_secs(20);

@@ -6,13 +6,15 @@
 //! | `services up / down / status` | real RabbitMQ, ZooKeeper and Cassandra on loopback for the tests |
 //! | `services up --cluster / kill NODE / start NODE` | three-node clusters of each engine, and one node taken away and brought back, for fault tests |
 //! | `test` | `services up`, then every test of the workspace with the engines' addresses |
+//! | `test --cluster` | `services up --cluster`, the fault tests that kill cluster nodes ([`cluster_tests`]), then `services down --cluster` |
 //! | `bench rpc / inproc / memory` | the kernel as separate processes over RabbitMQ against a raw lapin echo, in process, and its memory ([`mod@bench`]) |
 //! | `bench criterion` | `services up`, then every criterion benchmark, printing ratios against same-run baselines |
-//! | `ci` | the toolchain is the MSRV, fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the examples, then `test` |
+//! | `ci` | the toolchain is the MSRV, fmt, clippy, a `--no-default-features` build, `codegen --check`, `cargo package`, docs, the cluster phase (`test --cluster`, single nodes stopped), the examples, then `test` |
 
 #![allow(clippy::print_stdout)] // a command-line tool speaks on stdout
 
 mod bench;
+mod cluster_tests;
 mod codegen;
 mod examples;
 mod services;
@@ -50,6 +52,13 @@ enum Command {
     },
     /// Bring the engines up, then run every test of the workspace against them.
     Test {
+        /// Run the cluster tests instead: bring the three-node clusters up, run the tests that
+        /// kill their nodes (one at a time), and bring the clusters down.
+        #[arg(long)]
+        cluster: bool,
+        /// With `--cluster`: leave the clusters running afterwards.
+        #[arg(long, requires = "cluster")]
+        keep_cluster: bool,
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
         cargo_args: Vec<String>,
@@ -61,7 +70,8 @@ enum Command {
         action: bench::Action,
     },
     /// Everything CI checks, in order: the toolchain is the MSRV, fmt, clippy,
-    /// no-default-features build, codegen --check, cargo package, docs, examples, test.
+    /// no-default-features build, codegen --check, cargo package, docs, the cluster tests,
+    /// examples, test.
     Ci,
 }
 
@@ -70,7 +80,12 @@ fn main() -> ExitCode {
     let outcome = workspace::root().and_then(|root| match cli.command {
         Command::Codegen { check } => codegen::run(&root, check),
         Command::Services { action } => services::run(&root, action),
-        Command::Test { cargo_args } => test(&root, &cargo_args),
+        Command::Test {
+            cluster: true,
+            keep_cluster,
+            cargo_args,
+        } => cluster_tests::run(&root, &cargo_args, keep_cluster),
+        Command::Test { cargo_args, .. } => test(&root, &cargo_args),
         Command::Bench { action } => bench::run(&root, action),
         Command::Ci => ci(&root),
     });
@@ -164,6 +179,11 @@ fn ci(root: &std::path::Path) -> Result<()> {
         ],
         &[],
     )?;
+    // The cluster tests are kept out of `--all-targets` (`test = false`): lint them by name.
+    let mut cluster_clippy = vec!["clippy", "--workspace", "--all-features"];
+    cluster_clippy.extend(cluster_tests::target_args());
+    cluster_clippy.extend(["--", "-D", "warnings"]);
+    cargo(root, &cluster_clippy, &[])?;
     // The embedded defaults must build without any engine feature.
     cargo(
         root,
@@ -201,6 +221,11 @@ fn ci(root: &std::path::Path) -> Result<()> {
         &["doc", "--workspace", "--no-deps", "--all-features"],
         &deny,
     )?;
+    // The cluster phase, once per run and alone: three nodes of each engine fill this 2-core
+    // machine, so the single nodes are stopped first, and the clusters are down again before
+    // anything else (the examples, the tests, benchmarks) runs.
+    services::down_single(root)?;
+    cluster_tests::run(root, &[], false)?;
     // The examples as a user runs them (this brings the engines up), then the README's test
     // command, last.
     examples::run(root, &services::up(root)?)?;

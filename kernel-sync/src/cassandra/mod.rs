@@ -54,7 +54,15 @@ const FOREGROUND_WITHDRAW: Duration = Duration::from_secs(2);
 /// [`MIN_HOLD_FOR`](CassandraGlobalLock::MIN_HOLD_FOR), both as H2.
 ///
 /// Writes use serial consistency SERIAL (Paxos across all data centres) and commit
-/// consistency QUORUM; reads use SERIAL. The keyspace (default
+/// consistency QUORUM; reads use SERIAL. Each needs a majority of the replicas: with the
+/// default replication factor of 3, the lock keeps working with one replica down, and with two
+/// down acquires fail with [`SyncError::Backend`] and holders are told
+/// [`LossReason::RefreshFailed`](crate::LossReason::RefreshFailed) (measured on a three-node
+/// ring: `docs/sync.md`, "On a cluster"). Give several contact points in `hosts`, so that a
+/// dead one does not stop a start, and keep `hold_for` at least four times the
+/// [`request_timeout`](CassandraGlobalLockBuilder::request_timeout): until the ring marks a
+/// dead replica down, one statement may stall for the whole timeout, and a refresh has the
+/// last quarter of the lease. The keyspace (default
 /// [`DEFAULT_KEYSPACE`](CassandraGlobalLock::DEFAULT_KEYSPACE)) and table are created on
 /// first use if missing, with `SimpleStrategy` and the builder's replication factor; create
 /// the keyspace yourself beforehand for `NetworkTopologyStrategy`. Schema:

@@ -75,6 +75,12 @@ use crate::{
 /// session timeout of its last contact with ZooKeeper: before the server can expire the
 /// session and let anyone else in (1.0). Graces above about 0.55 lose that ordering.
 ///
+/// On an ensemble, give every server in `hosts` (`zk1:2181,zk2:2181,zk3:2181`): the session
+/// moves to another server when one dies. When the ensemble's leader dies, every client is
+/// disconnected until a new leader is elected (under half a second on three servers on
+/// loopback); a holder keeps what it holds if that is shorter than its grace, and is told
+/// otherwise (`docs/sync.md`, "On a cluster").
+///
 /// Clones share the session. Dropping the last clone and every guard closes the session.
 ///
 /// # Access control

@@ -165,6 +165,22 @@ pub(crate) fn run(root: &Path, action: Action) -> Result<()> {
     }
 }
 
+/// `services up --cluster` without printing: the clusters are up, their addresses in
+/// `.services/cluster.env`.
+pub(crate) fn up_cluster(root: &Path) -> Result<()> {
+    cluster::up(&root.join(STATE_DIR)).map(drop)
+}
+
+/// `services down --cluster`: stops the clusters' nodes only.
+pub(crate) fn down_cluster(root: &Path) -> Result<()> {
+    cluster::down(&root.join(STATE_DIR))
+}
+
+/// Stops the single nodes only (not the clusters); a no-op when none runs.
+pub(crate) fn down_single(root: &Path) -> Result<()> {
+    down(root)
+}
+
 /// Makes every engine reachable and returns the addresses: installs what is missing, starts what
 /// is not running, and waits until each one answers its protocol.
 pub(crate) fn up(root: &Path) -> Result<Engines> {

@@ -110,8 +110,15 @@ const SERVER_FLAGS: &[&str] = &[
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.ring_delay_ms=1000",
     // No fsync on system keyspace flushes: faster schema changes; the data is thrown away anyway.
-    "-Dcassandra.unsafesystem=true",
+    UNSAFE_SYSTEM,
 ];
+
+/// Skips the flush (and fsync) of the schema tables after each schema change. The single node
+/// keeps it; the ring's nodes do not, because their nodes are killed with SIGKILL: a node
+/// killed after a schema change it had not flushed came back without the keyspace (commit log
+/// replay skipped the new table's writes as "unknown CF"), and learnt it again only when it
+/// next pulled the schema from a peer (docs/services.md, "After a kill").
+pub(in crate::services) const UNSAFE_SYSTEM: &str = "-Dcassandra.unsafesystem=true";
 
 /// `jvm17-server.options`, plus the jdk.attach/jdk.compiler exports `cassandra.in.sh` adds.
 const JDK17_MODULE_FLAGS: &[(&str, &str)] = &[

@@ -136,12 +136,11 @@ impl Engine for RingNode {
         fs::write(self.dir.join("conf/logback.xml"), config::LOGBACK_XML)?;
         let mut command = Command::new(java);
         process::scrub_java_env(&mut command)
-            .args(config::jvm_args(
-                &self.dir,
-                &self.lib,
-                &jamm(&self.lib)?,
-                HEAP,
-            ))
+            .args(
+                config::jvm_args(&self.dir, &self.lib, &jamm(&self.lib)?, HEAP)
+                    .into_iter()
+                    .filter(|flag| flag != config::UNSAFE_SYSTEM),
+            )
             .arg(config::MAIN)
             .current_dir(&self.dir);
         let child = process::spawn_detached(&mut command, &self.log_file())?;
