@@ -39,6 +39,7 @@
 
 #[cfg(feature = "amqp")]
 mod amqp;
+mod brokers;
 pub mod codec;
 mod config;
 mod envelope;
@@ -50,11 +51,12 @@ mod transport;
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use amqp::{
-    AmqpTransport, DIRECT_EXCHANGE, INSTANCE_BUFFER, INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE,
-    TOPIC_EXCHANGE, subscription_queue,
+    AmqpTransport, AmqpTransportBuilder, DIRECT_EXCHANGE, INSTANCE_BUFFER,
+    INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE, TOPIC_EXCHANGE, subscription_queue,
 };
+pub use brokers::{BrokerList, BrokerListError};
 pub use codec::{CodecError, Message};
-pub use config::{TransportConfig, redact_url};
+pub use config::{QUORUM_QUEUE_EXPIRES, TransportConfig, WorkQueueType, redact_url};
 pub use envelope::{ContentType, Envelope, MessageType, PING, PONG, headers, new_message_id};
 pub use error::{TransportError, codes};
 pub use in_process::{InProcessBroker, InProcessTransport};
