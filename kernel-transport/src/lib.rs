@@ -5,7 +5,8 @@
 //! deadlines, retries or handlers: it sends an envelope to a service's work queue, an instance
 //! queue or a topic, and consumes those queues. [`InProcessTransport`] is the embedded default
 //! (no network, several services in one process); [`AmqpTransport`] implements the wire
-//! contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) on RabbitMQ.
+//! contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) on RabbitMQ, on one node or on a cluster
+//! ([`BrokerList`], [`WorkQueueType`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

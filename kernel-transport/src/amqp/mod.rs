@@ -57,10 +57,17 @@ pub const INSTANCE_BUFFER: usize = 1024;
 /// [`user_id`](Envelope::user_id). So a receiver knows which broker user sent a message, and
 /// no other user can claim to be it ([`docs/security.md`](https://github.com/kernel-platform/kernel/blob/main/docs/security.md)).
 ///
-/// The connection recovers by itself: when it is lost, the transport reconnects with capped
-/// back-off (200 ms doubling to 5 s) for as long as it is not closed, however long the broker
-/// is away; then it re-declares the exchanges and the instance queue under the same name, and
-/// resumes every consumer into the same [`Deliveries`] stream. Only what retrying cannot fix
+/// It connects to one broker, or to any live node of a cluster given as a [`BrokerList`]: it
+/// starts at a random node and tries the others in list order, wrapping round.
+///
+/// The connection recovers by itself: when it is lost, the transport reconnects, starting at
+/// the next node of the list, with capped back-off (200 ms doubling to 5 s) after each round
+/// in which no node answered, for as long as it is not closed, however long the brokers are
+/// away; then it re-declares the exchanges and the instance queue under the same name on the
+/// node it reached, declares and binds again every queue it consumes, and resumes every
+/// consumer into the same [`Deliveries`] stream. A consumer whose queue the broker cancelled
+/// (a classic work queue whose node failed) declares and consumes it again after 1 s. What
+/// the work queues are on a cluster is [`WorkQueueType`]'s choice. Only what retrying cannot fix
 /// ends it (a refused login, an untrusted certificate). While the connection is being
 /// recovered, or the broker has blocked publishing (a memory or disk alarm), a send fails at
 /// once with [`TransportError::ConnectionLost`]: calls fail fast instead of using up their
