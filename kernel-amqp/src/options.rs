@@ -249,6 +249,11 @@ impl ConnectOptions {
         &self.user
     }
 
+    /// The virtual host the connection opens: the URL's path, percent-decoded, or `/`.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
     /// Whether the connection uses TLS.
     pub fn is_tls(&self) -> bool {
         self.tls

@@ -72,6 +72,10 @@ pub enum TransportError {
     /// Permanent.
     #[error("invalid broker URL: {0}")]
     InvalidUrl(String),
+    /// The list of broker URLs cannot be used (see [`BrokerListError`](crate::BrokerListError)).
+    /// The text never shows a password. Permanent.
+    #[error("invalid broker list: {0}")]
+    InvalidBrokerList(#[from] crate::BrokerListError),
 }
 
 impl TransportError {
@@ -86,7 +90,8 @@ impl TransportError {
             TransportError::Closed
             | TransportError::Broker(_)
             | TransportError::InstanceQueueTaken
-            | TransportError::InvalidUrl(_) => Kind::InternalServerError,
+            | TransportError::InvalidUrl(_)
+            | TransportError::InvalidBrokerList(_) => Kind::InternalServerError,
         }
     }
 
@@ -99,7 +104,9 @@ impl TransportError {
             TransportError::InstanceQueueTaken => codes::INSTANCE_QUEUE_TAKEN,
             TransportError::InvalidName { .. } => codes::INVALID_NAME,
             TransportError::TooLarge { .. } => codes::TOO_LARGE,
-            TransportError::InvalidUrl(_) => codes::INVALID_URL,
+            TransportError::InvalidUrl(_) | TransportError::InvalidBrokerList(_) => {
+                codes::INVALID_URL
+            }
         }
     }
 }

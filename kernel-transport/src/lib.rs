@@ -5,7 +5,8 @@
 //! deadlines, retries or handlers: it sends an envelope to a service's work queue, an instance
 //! queue or a topic, and consumes those queues. [`InProcessTransport`] is the embedded default
 //! (no network, several services in one process); [`AmqpTransport`] implements the wire
-//! contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) on RabbitMQ.
+//! contract of [`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md) on RabbitMQ, on one node or on a cluster
+//! ([`BrokerList`], [`WorkQueueType`]).
 //! [`topic_matches`] is the AMQP topic-pattern rule both apply to subscriptions, for tools that
 //! need to know which subscription a publication reaches.
 //!
@@ -41,6 +42,7 @@
 
 #[cfg(feature = "amqp")]
 mod amqp;
+mod brokers;
 pub mod codec;
 mod config;
 mod envelope;
@@ -53,11 +55,12 @@ mod transport;
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use amqp::{
-    AmqpTransport, DIRECT_EXCHANGE, INSTANCE_BUFFER, INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE,
-    TOPIC_EXCHANGE, subscription_queue,
+    AmqpTransport, AmqpTransportBuilder, DIRECT_EXCHANGE, INSTANCE_BUFFER,
+    INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE, TOPIC_EXCHANGE, subscription_queue,
 };
+pub use brokers::{BrokerList, BrokerListError};
 pub use codec::{CodecError, Message};
-pub use config::{TransportConfig, redact_url};
+pub use config::{QUORUM_QUEUE_EXPIRES, TransportConfig, WorkQueueType, redact_url};
 pub use envelope::{ContentType, Envelope, MessageType, PING, PONG, headers, new_message_id};
 pub use error::{TransportError, codes};
 pub use in_process::{InProcessBroker, InProcessTransport};

@@ -102,9 +102,16 @@ async fn transport(config: &Config) -> Result<Arc<dyn Transport>, Error> {
     match &config.transport.amqp_url {
         #[cfg(feature = "amqp")]
         Some(url) => {
-            tracing::info!(url = %kernel_transport::redact_url(url), "connecting to RabbitMQ");
+            tracing::info!(
+                url = %config.transport.redacted().amqp_url.unwrap_or_default(),
+                work_queues = ?config.transport.work_queues,
+                "connecting to RabbitMQ"
+            );
             Ok(Arc::new(
-                kernel_transport::AmqpTransport::connect(url).await?,
+                kernel_transport::AmqpTransport::builder(url)
+                    .work_queues(config.transport.work_queues)
+                    .connect()
+                    .await?,
             ))
         }
         #[cfg(not(feature = "amqp"))]

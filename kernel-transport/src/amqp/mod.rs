@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::check_name;
 use crate::{
-    Deliveries, Delivery, Destination, Envelope, Settle, Source, Transport, TransportError,
+    BrokerList, BrokerListError, Deliveries, Delivery, Destination, Envelope, Settle, Source,
+    Transport, TransportError, WorkQueueType,
 };
 use session::{Session, Shared, Subscription};
 
@@ -56,10 +57,17 @@ pub const INSTANCE_BUFFER: usize = 1024;
 /// [`user_id`](Envelope::user_id). So a receiver knows which broker user sent a message, and
 /// no other user can claim to be it ([`docs/security.md`](https://github.com/kernel-platform/kernel/blob/main/docs/security.md)).
 ///
-/// The connection recovers by itself: when it is lost, the transport reconnects with capped
-/// back-off (200 ms doubling to 5 s) for as long as it is not closed, however long the broker
-/// is away; then it re-declares the exchanges and the instance queue under the same name, and
-/// resumes every consumer into the same [`Deliveries`] stream. Only what retrying cannot fix
+/// It connects to one broker, or to any live node of a cluster given as a [`BrokerList`]: it
+/// starts at a random node and tries the others in list order, wrapping round.
+///
+/// The connection recovers by itself: when it is lost, the transport reconnects, starting at
+/// the next node of the list, with capped back-off (200 ms doubling to 5 s) after each round
+/// in which no node answered, for as long as it is not closed, however long the brokers are
+/// away; then it re-declares the exchanges and the instance queue under the same name on the
+/// node it reached, declares and binds again every queue it consumes, and resumes every
+/// consumer into the same [`Deliveries`] stream. A consumer whose queue the broker cancelled
+/// (a classic work queue whose node failed) declares and consumes it again after 1 s. What
+/// the work queues are on a cluster is [`WorkQueueType`]'s choice. Only what retrying cannot fix
 /// ends it (a refused login, an untrusted certificate). While the connection is being
 /// recovered, or the broker has blocked publishing (a memory or disk alarm), a send fails at
 /// once with [`TransportError::ConnectionLost`]: calls fail fast instead of using up their
@@ -85,6 +93,111 @@ pub struct AmqpTransport {
     /// The broker user the connection logs in as: the `user_id` of everything it publishes.
     user: Arc<str>,
     instance_consumed: Arc<AtomicBool>,
+    /// The type of the work queues this transport's services declare.
+    work_queues: WorkQueueType,
+}
+
+/// Settings for an [`AmqpTransport`]: [`AmqpTransport::builder`].
+#[must_use = "a builder does nothing until `connect` is awaited"]
+#[derive(Clone)]
+pub struct AmqpTransportBuilder {
+    urls: String,
+    limits: Limits,
+    work_queues: WorkQueueType,
+}
+
+impl std::fmt::Debug for AmqpTransportBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTransportBuilder")
+            .field("urls", &crate::brokers::redact_urls(&self.urls))
+            .field("limits", &self.limits)
+            .field("work_queues", &self.work_queues)
+            .finish()
+    }
+}
+
+impl AmqpTransportBuilder {
+    /// Limits on received messages (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The type of the work queues this transport's services declare (default:
+    /// [`WorkQueueType::Classic`]). Every instance of a service must use the same.
+    pub fn work_queues(mut self, work_queues: WorkQueueType) -> Self {
+        self.work_queues = work_queues;
+        self
+    }
+
+    /// Connects to a live node of the list and declares the exchanges and this process's
+    /// instance queue there.
+    ///
+    /// # Errors
+    /// As for [`AmqpTransport::connect`].
+    pub async fn connect(self) -> Result<AmqpTransport, TransportError> {
+        let instance_queue = format!("instance-{}", crate::envelope::new_message_id());
+        let nodes = node_options(&self.urls, &instance_queue, self.limits)?;
+        let user = Arc::<str>::from(nodes[0].user());
+        let shared = Shared::connect(nodes, instance_queue).await?;
+        Ok(AmqpTransport {
+            shared,
+            user,
+            instance_consumed: Arc::new(AtomicBool::new(false)),
+            work_queues: self.work_queues,
+        })
+    }
+}
+
+/// Each node's connection options, checked: the same user (at most 255 bytes, the `user_id`
+/// property) and the same virtual host on every node.
+fn node_options(
+    urls: &str,
+    instance_queue: &str,
+    limits: Limits,
+) -> Result<Vec<kernel_amqp::ConnectOptions>, BrokerListError> {
+    let brokers = BrokerList::parse(urls)?;
+    let mut nodes: Vec<kernel_amqp::ConnectOptions> = Vec::with_capacity(brokers.len());
+    for (index, url) in brokers.urls().enumerate() {
+        let position = index + 1;
+        let options = kernel_amqp::ConnectOptions::from_url(url)
+            .map_err(|error| BrokerListError::Invalid {
+                position,
+                url: crate::redact_url(url),
+                reason: error.to_string(),
+            })?
+            .connection_name(instance_queue)
+            .limits(limits);
+        if options.user().len() > crate::error::MAX_NAME_LEN {
+            return Err(BrokerListError::Invalid {
+                position,
+                url: crate::redact_url(url),
+                reason: format!(
+                    "the user name is {} bytes long; the AMQP user_id property holds at most {}",
+                    options.user().len(),
+                    crate::error::MAX_NAME_LEN
+                ),
+            });
+        }
+        if let Some(first) = nodes.first() {
+            if options.user() != first.user() {
+                return Err(BrokerListError::MixedUsers {
+                    position,
+                    user: options.user().to_owned(),
+                    first: first.user().to_owned(),
+                });
+            }
+            if options.vhost() != first.vhost() {
+                return Err(BrokerListError::MixedVirtualHosts {
+                    position,
+                    vhost: options.vhost().to_owned(),
+                    first: first.vhost().to_owned(),
+                });
+            }
+        }
+        nodes.push(options);
+    }
+    Ok(nodes)
 }
 
 impl std::fmt::Debug for AmqpTransport {
@@ -99,18 +212,19 @@ impl std::fmt::Debug for AmqpTransport {
 
 impl AmqpTransport {
     /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`, or `amqps://`
-    /// with TLS), declares the exchanges and this process's instance queue, with the default
-    /// [`Limits`] on received messages.
+    /// with TLS), or to any live node of a cluster given as a comma-separated list of such URLs
+    /// ([`BrokerList`]), declares the exchanges and this process's instance queue, with the
+    /// default [`Limits`] on received messages and classic work queues.
     ///
     /// # Errors
-    /// [`TransportError::ConnectionLost`] if the broker cannot be reached (after retrying for
-    /// about 30 s) or refuses the login; [`TransportError::Broker`] if it refuses a
+    /// [`TransportError::ConnectionLost`] if no node can be reached (after retrying for about
+    /// 30 s) or a node refuses the login; [`TransportError::Broker`] if it refuses a
     /// declaration (e.g. an exchange of the same name but another type);
-    /// [`TransportError::InvalidUrl`] for a URL that is not one (its text never shows the
-    /// password), or whose user name is longer than the 255 bytes the `user_id` property
-    /// holds.
+    /// [`TransportError::InvalidBrokerList`] for a list that is not one (its text never shows
+    /// a password), whose user name is longer than the 255 bytes the `user_id` property
+    /// holds, or whose nodes are reached as different users or virtual hosts.
     pub async fn connect(url: &str) -> Result<Self, TransportError> {
-        Self::connect_with(url, Limits::default()).await
+        Self::builder(url).connect().await
     }
 
     /// As [`connect`](Self::connect), with `limits` on received messages.
@@ -118,25 +232,38 @@ impl AmqpTransport {
     /// # Errors
     /// As for [`connect`](Self::connect).
     pub async fn connect_with(url: &str, limits: Limits) -> Result<Self, TransportError> {
-        let instance_queue = format!("instance-{}", crate::envelope::new_message_id());
-        let options = kernel_amqp::ConnectOptions::from_url(url)
-            .map_err(|error| TransportError::InvalidUrl(error.to_string()))?
-            .connection_name(instance_queue.as_str())
-            .limits(limits);
-        let user = Arc::<str>::from(options.user());
-        if user.len() > crate::error::MAX_NAME_LEN {
-            return Err(TransportError::InvalidUrl(format!(
-                "the user name is {} bytes long; the AMQP user_id property holds at most {}",
-                user.len(),
-                crate::error::MAX_NAME_LEN
-            )));
+        Self::builder(url).limits(limits).connect().await
+    }
+
+    /// A transport to the broker (or the cluster's nodes) at `urls`, with more settings than
+    /// [`connect`](Self::connect) takes.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kernel_transport::TransportError> {
+    /// use kernel_transport::{AmqpTransport, WorkQueueType};
+    ///
+    /// let transport = AmqpTransport::builder(
+    ///     "amqp://u:p@rabbit-1:5672/%2f,amqp://u:p@rabbit-2:5672/%2f,amqp://u:p@rabbit-3:5672/%2f",
+    /// )
+    /// .work_queues(WorkQueueType::Quorum)
+    /// .connect()
+    /// .await?;
+    /// println!("connected to {:?}", transport.node());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(urls: &str) -> AmqpTransportBuilder {
+        AmqpTransportBuilder {
+            urls: urls.to_owned(),
+            limits: Limits::default(),
+            work_queues: WorkQueueType::default(),
         }
-        let shared = Shared::connect(options, instance_queue).await?;
-        Ok(AmqpTransport {
-            shared,
-            user,
-            instance_consumed: Arc::new(AtomicBool::new(false)),
-        })
+    }
+
+    /// The node this transport is connected to now (`host:port`), or `None` while it
+    /// reconnects or once it is closed.
+    pub fn node(&self) -> Option<String> {
+        self.shared.node()
     }
 
     /// Closes the connection, for every clone. Consumers end; later sends and consumes fail
@@ -295,7 +422,7 @@ impl Transport for AmqpTransport {
         match source {
             Source::Service { name, capacity } => {
                 check_name("service", name)?;
-                self.consume_queue(Subscription::service(name, capacity))
+                self.consume_queue(Subscription::service(name, capacity, self.work_queues))
                     .await
             }
             Source::Instance => {

@@ -17,7 +17,7 @@ use super::{
     AmqpAck, DIRECT_EXCHANGE, INSTANCE_BUFFER, INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE,
     TOPIC_EXCHANGE, count_rejected, properties,
 };
-use crate::{Acker, Delivery, TransportError};
+use crate::{Acker, Delivery, QUORUM_QUEUE_EXPIRES, TransportError, WorkQueueType};
 
 /// The first pause before reconnecting after the connection is lost.
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(200);
@@ -38,6 +38,8 @@ const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 /// A connection with its two publishing channels, exchanges and instance queue declared.
 pub(super) struct Session {
     pub(super) connection: Connection,
+    /// The node it is connected to, `host:port`.
+    node: String,
     /// Requests: published `mandatory`, so that a missing route comes back, on `returns`.
     /// No confirm mode: the broker's `basic.return` for an unroutable request arrives
     /// before any reply could, so a call awaits its reply at once instead of a confirmation
@@ -81,11 +83,19 @@ impl Shared {
     /// Connects (retrying for about 30 s while the broker cannot be reached) and starts the
     /// task that reconnects whenever the connection is lost.
     pub(super) async fn connect(
-        options: ConnectOptions,
+        nodes: Vec<ConnectOptions>,
         instance_queue: String,
     ) -> Result<Arc<Shared>, TransportError> {
-        let session =
-            open_with_retries(&options, &instance_queue, Some(CONNECT_ATTEMPTS), || true).await?;
+        // A random first node spreads a fleet's connections over the cluster.
+        let start = first_node(nodes.len());
+        let (session, at) = open_with_retries(
+            &nodes,
+            start,
+            &instance_queue,
+            Some(CONNECT_ATTEMPTS),
+            || true,
+        )
+        .await?;
         let (state_tx, state) = watch::channel(State::Up(session));
         let shared = Arc::new(Shared {
             instance_queue,
@@ -94,8 +104,16 @@ impl Shared {
             rejected: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
         });
-        tokio::spawn(supervise(Arc::downgrade(&shared), options, state_tx));
+        tokio::spawn(supervise(Arc::downgrade(&shared), nodes, at, state_tx));
         Ok(shared)
+    }
+
+    /// The node of the current session, `host:port`, if there is one.
+    pub(super) fn node(&self) -> Option<String> {
+        match &*self.state.borrow() {
+            State::Up(session) if !session.connection.is_closed() => Some(session.node.clone()),
+            _ => None,
+        }
     }
 
     pub(super) fn is_up(&self) -> bool {
@@ -224,14 +242,24 @@ pub(super) fn transport_error(error: kernel_amqp::Error) -> TransportError {
     }
 }
 
-/// Opens a session, retrying what may pass (the broker unreachable, restarting) with capped
-/// exponential back-off: `attempts` times, or for ever while `wanted()` says so.
+/// Where a fresh transport starts in its list of nodes: anywhere, at random.
+fn first_node(nodes: usize) -> usize {
+    usize::try_from(uuid::Uuid::new_v4().as_u128() % nodes.max(1) as u128).unwrap_or(0)
+}
+
+/// Opens a session on the first node that accepts one, trying `nodes` in order from `start`
+/// (wrapping round), and returns it with the node's index. A round in which every node failed
+/// with what may pass (unreachable, restarting) is followed by a pause (capped exponential
+/// back-off) and another round: `attempts` rounds, or for ever while `wanted()` says so. What
+/// retrying cannot fix (a refused login) on one node does not stop the round; if no node
+/// accepted, it is the error returned.
 async fn open_with_retries(
-    options: &ConnectOptions,
+    nodes: &[ConnectOptions],
+    start: usize,
     instance_queue: &str,
     attempts: Option<usize>,
     wanted: impl Fn() -> bool,
-) -> Result<Arc<Session>, TransportError> {
+) -> Result<(Arc<Session>, usize), TransportError> {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(RECONNECT_MIN_DELAY)
         .with_max_delay(RECONNECT_MAX_DELAY)
@@ -242,19 +270,38 @@ async fn open_with_retries(
     }
     .build();
     loop {
-        if !wanted() {
-            return Err(TransportError::Closed);
-        }
-        match open(options, instance_queue).await {
-            Ok(session) => return Ok(Arc::new(session)),
-            Err(error) if is_retryable(&error) => match backoff.next() {
-                Some(pause) => {
-                    tracing::debug!(%error, ?pause, "AMQP connect failed; retrying");
-                    tokio::time::sleep(pause).await;
+        let mut permanent = None;
+        let mut last = None;
+        for at in (0..nodes.len()).map(|i| (start + i) % nodes.len()) {
+            if !wanted() {
+                return Err(TransportError::Closed);
+            }
+            let options = &nodes[at];
+            match open(options, instance_queue).await {
+                Ok(session) => return Ok((Arc::new(session), at)),
+                Err(error) => {
+                    tracing::debug!(%error, node = %options.address(), "AMQP connect failed");
+                    if is_retryable(&error) {
+                        last = Some(error);
+                    } else if permanent.is_none() {
+                        permanent = Some(error);
+                    }
                 }
-                None => return Err(transport_error(error)),
-            },
-            Err(error) => return Err(transport_error(error)),
+            }
+        }
+        if let Some(error) = permanent {
+            return Err(transport_error(error));
+        }
+        let Some(error) = last else {
+            // No node at all: the list was checked not to be empty.
+            return Err(TransportError::Closed);
+        };
+        match backoff.next() {
+            Some(pause) => {
+                tracing::debug!(%error, ?pause, "no AMQP node accepted a connection; retrying");
+                tokio::time::sleep(pause).await;
+            }
+            None => return Err(transport_error(error)),
         }
     }
 }
@@ -288,6 +335,7 @@ async fn open(
         .await?;
     Ok(Session {
         connection,
+        node: options.address(),
         requests,
         returns: std::sync::Mutex::new(Some(returns)),
         answers,
@@ -298,7 +346,8 @@ async fn open(
 /// every handle on it is gone.
 async fn supervise(
     shared: std::sync::Weak<Shared>,
-    options: ConnectOptions,
+    nodes: Vec<ConnectOptions>,
+    mut at: usize,
     state: watch::Sender<State>,
 ) {
     loop {
@@ -322,7 +371,7 @@ async fn supervise(
         owner
             .dropped_before
             .fetch_add(session.connection.dropped_deliveries(), Ordering::Relaxed);
-        tracing::warn!(%error, "AMQP connection lost; reconnecting");
+        tracing::warn!(%error, node = %session.node, "AMQP connection lost; reconnecting");
         state.send_replace(State::Recovering);
         let instance_queue = owner.instance_queue.clone();
         drop(owner);
@@ -333,15 +382,18 @@ async fn supervise(
                 .upgrade()
                 .is_some_and(|owner| !owner.closed.load(Ordering::Acquire))
         };
-        match open_with_retries(&options, &instance_queue, None, wanted).await {
-            Ok(session) if !wanted() => {
+        // The next node first: the one just lost is the likeliest to be down.
+        let start = (at + 1) % nodes.len();
+        match open_with_retries(&nodes, start, &instance_queue, None, wanted).await {
+            Ok((session, _)) if !wanted() => {
                 // Closed (or dropped) while the new session was being opened.
                 let _ = session.connection.close().await;
                 state.send_replace(State::Down(None));
                 return;
             }
-            Ok(session) => {
-                tracing::info!("AMQP connection recovered");
+            Ok((session, now_at)) => {
+                tracing::info!(node = %session.node, "AMQP connection recovered");
+                at = now_at;
                 state.send_replace(State::Up(session));
             }
             Err(TransportError::Closed) => {
@@ -365,20 +417,26 @@ pub(super) struct Subscription {
     exchange: &'static str,
     routing_key: String,
     options: QueueOptions,
+    /// Declared with `x-queue-type: quorum` (and `x-expires`).
+    quorum: bool,
     /// The prefetch, for queues consumed with acks; `None` for the instance queue.
     prefetch: Option<u16>,
 }
 
 impl Subscription {
-    pub(super) fn service(name: &str, capacity: u16) -> Self {
+    pub(super) fn service(name: &str, capacity: u16, work_queues: WorkQueueType) -> Self {
+        let quorum = work_queues == WorkQueueType::Quorum;
         Subscription {
             queue: name.to_owned(),
             exchange: REQUEST_EXCHANGE,
             routing_key: name.to_owned(),
+            // A quorum queue is durable and cannot be auto-delete: `x-expires` removes it.
             options: QueueOptions {
-                auto_delete: true,
+                durable: quorum,
+                auto_delete: !quorum,
                 ..Default::default()
             },
+            quorum,
             prefetch: Some(capacity.max(1)),
         }
     }
@@ -393,6 +451,7 @@ impl Subscription {
                 auto_delete: true,
                 ..Default::default()
             },
+            quorum: false,
             prefetch: None,
         }
     }
@@ -406,6 +465,7 @@ impl Subscription {
                 auto_delete: true,
                 ..Default::default()
             },
+            quorum: false,
             prefetch: Some(capacity.max(1)),
         }
     }
@@ -419,6 +479,10 @@ impl Subscription {
         let mut arguments = FieldTable::new();
         if self.prefetch.is_none() {
             arguments.insert("x-max-length", FieldValue::I32(INSTANCE_QUEUE_MAX_LENGTH));
+        }
+        if self.quorum {
+            arguments.insert("x-queue-type", FieldValue::text("quorum"));
+            arguments.insert("x-expires", FieldValue::I32(QUORUM_QUEUE_EXPIRES));
         }
         channel
             .queue_declare(&self.queue, self.options, arguments)
