@@ -223,15 +223,18 @@ impl ReplyCache {
 
     /// Drops the generations whose notes are all older than the window, and hands the memory
     /// of what was dropped since the last call back to the system once it adds up to
-    /// [`GIVE_BACK_AFTER`]. The serving loop calls this every half [`REPLY_CACHE_GENERATION`]
+    /// [`GIVE_BACK_AFTER`], or once the cache is empty (the end of a burst). The serving loop calls this every half [`REPLY_CACHE_GENERATION`]
     /// (arrivals rotate the generations too, but never spend time giving memory back).
     pub(crate) fn expire(&self) {
-        let dropped = {
+        let (dropped, empty) = {
             let mut generations = self.lock();
             generations.rotate(Instant::now());
-            std::mem::take(&mut generations.dropped)
+            (
+                std::mem::take(&mut generations.dropped),
+                generations.bytes == 0,
+            )
         };
-        if dropped >= GIVE_BACK_AFTER {
+        if dropped >= GIVE_BACK_AFTER || (dropped > 0 && empty) {
             // Off the serving loop: it walks the allocator's free lists.
             tokio::task::spawn_blocking(give_back_memory);
         }

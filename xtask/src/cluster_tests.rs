@@ -20,6 +20,8 @@ pub(crate) const CLUSTER_TESTS: &[(&str, &str)] = &[
     ("kernel-sync", "zk_cluster"),
     // The global lock with one, then two, of three Cassandra nodes down.
     ("kernel-sync", "cassandra_cluster"),
+    // A service's work queue node killed under 20 callers, classic and quorum work queues.
+    ("kernel-server", "amqp_cluster"),
 ];
 
 /// `--test <name>` for every cluster test target: with `--workspace`, cargo builds each in its
