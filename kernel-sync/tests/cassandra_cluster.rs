@@ -25,9 +25,14 @@ const BOUND: Duration = Duration::from_secs(60);
 /// 5.1 s with the default 5 s timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The lease of the holders: a refresh is sent at 0.75 of it, so the remaining quarter
-/// (2.5 s) outlasts one stalled attempt ([`REQUEST_TIMEOUT`]) and leaves time for a retry.
-const HOLD_FOR: Duration = Duration::from_secs(10);
+/// The lease of the holders: a refresh is sent at 0.75 of it, so the remaining quarter (5 s)
+/// outlasts two stalled attempts ([`REQUEST_TIMEOUT`]) and leaves time for a third.
+const HOLD_FOR: Duration = Duration::from_secs(20);
+
+/// How long an acquire right after a kill may take: until the ring marks the node down
+/// (~19 s), every statement may stall for its whole timeout (seen: an acquire that failed
+/// after 10 s of timeouts).
+const DETECTION: Duration = Duration::from_secs(40);
 
 /// The lease of the locks taken and released at once: the shortest allowed.
 const CYCLE_HOLD_FOR: Duration = CassandraGlobalLock::MIN_HOLD_FOR;
@@ -95,7 +100,7 @@ async fn cycle(lock: &CassandraGlobalLock, id: &str) -> Duration {
     let started = Instant::now();
     let guard = lock
         .lock(id)
-        .wait_for(Duration::from_secs(10))
+        .wait_for(DETECTION)
         .hold_for(CYCLE_HOLD_FOR)
         .acquire()
         .await
@@ -158,19 +163,36 @@ async fn the_global_lock_tolerates_one_node_down_and_refuses_everyone_with_two_d
     let held = holder
         .lock("month-end")
         .hold_for(HOLD_FOR)
-        .wait_for(Duration::from_secs(10))
+        .wait_for(DETECTION)
         .acquire()
         .await
         .unwrap();
-    let error = other
-        .lock("month-end")
-        .wait_for(Duration::ZERO)
-        .acquire()
-        .await
-        .unwrap_err();
-    assert!(matches!(error, SyncError::Contended { .. }), "{error:?}");
+    let held_at = Instant::now();
+    eprintln!("one node down: acquired after {:.1?}", killed_at.elapsed());
+    // Someone else is told it is held (an engine error, while a statement stalls, is not an
+    // answer: ask again).
+    loop {
+        match other
+            .lock("month-end")
+            .wait_for(Duration::ZERO)
+            .acquire()
+            .await
+        {
+            Err(SyncError::Contended { .. }) => break,
+            Err(SyncError::Backend { .. }) if held_at.elapsed() < DETECTION => {
+                // Paces the retries of a statement that failed at once.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("expected Contended, got {error:?}"),
+            Ok(guard) => panic!(
+                "month-end acquired by another (token {:?}) while held",
+                guard.fencing_token()
+            ),
+        }
+    }
     let mut cycles = Vec::new();
-    while killed_at.elapsed() < ONE_DOWN {
+    // Past the ring's detection, and through at least one refresh of the holder's lease.
+    while killed_at.elapsed() < ONE_DOWN || held_at.elapsed() < HOLD_FOR.mul_f64(0.9) {
         cycles.push(cycle(&other, "cycle").await);
         assert_eq!(
             held.loss(),
@@ -185,7 +207,7 @@ async fn the_global_lock_tolerates_one_node_down_and_refuses_everyone_with_two_d
          the holder kept its lease through {} refreshes",
         killed_at.elapsed(),
         cycles.len(),
-        ONE_DOWN.as_millis() / HOLD_FOR.mul_f64(0.75).as_millis()
+        held_at.elapsed().as_millis() / HOLD_FOR.mul_f64(0.75).as_millis()
     );
     let first_token = held.fencing_token();
     held.unlock().await.unwrap();
