@@ -7,14 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use futures_util::StreamExt;
 use kernel_amqp::{Channel, Confirmation, Limits};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::check_name;
 use crate::{
-    BrokerList, BrokerListError, Deliveries, Delivery, Destination, Envelope, Settle, Source,
-    Transport, TransportError, WorkQueueType,
+    BrokerList, BrokerListError, Deliveries, Destination, Envelope, Settle, Source, Transport,
+    TransportError, WorkQueueType,
 };
 use session::{Session, Shared, Subscription};
 
@@ -327,24 +325,9 @@ impl AmqpTransport {
         &self,
         subscription: Subscription,
     ) -> Result<Deliveries, TransportError> {
-        let buffer = subscription.capacity();
-        let (deliveries, receiver) = mpsc::channel(buffer);
-        let (first, subscribed) = oneshot::channel();
-        tokio::spawn(session::run_consumer(
-            self.shared.clone(),
-            subscription,
-            deliveries,
-            first,
-        ));
-        subscribed.await.unwrap_or(Err(TransportError::Closed))?;
-        Ok(Deliveries::new(tokio_stream_from(receiver)))
+        let consuming = session::Consuming::start(self.shared.clone(), subscription).await?;
+        Ok(Deliveries::new(consuming.into_stream()))
     }
-}
-
-fn tokio_stream_from(
-    mut receiver: mpsc::Receiver<Delivery>,
-) -> impl futures_util::Stream<Item = Delivery> + Send {
-    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx)).fuse()
 }
 
 /// Settles one delivery on the channel it came on, and holds that channel open until then. A

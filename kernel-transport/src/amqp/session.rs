@@ -11,7 +11,7 @@ use kernel_amqp::{
     Channel, ConnectOptions, Connection, Consumer, ExchangeKind, FieldTable, FieldValue,
     QueueOptions, Returns,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 use super::{
     AmqpAck, DIRECT_EXCHANGE, INSTANCE_BUFFER, INSTANCE_QUEUE_MAX_LENGTH, REQUEST_EXCHANGE,
@@ -509,120 +509,133 @@ impl Subscription {
     }
 }
 
-/// Consumes `subscription` into `deliveries`, subscribing again on every new session, until the
-/// reader drops its stream or the transport is down for good. The first subscription's outcome
-/// goes to `first`.
-pub(super) async fn run_consumer(
+/// A subscription's deliveries, read straight from its consumer by whoever polls the stream
+/// (the serving loop, the reply router): no task in between, so a message wakes one task
+/// fewer on its way. When the consumer ends (its connection is gone, or the broker cancelled
+/// it), the next poll subscribes again on the current session, after a new session or
+/// [`RESUBSCRIBE_DELAY`]; the stream ends when the transport is down for good. Dropping it
+/// cancels the consumer.
+pub(super) struct Consuming {
     shared: Arc<Shared>,
     subscription: Subscription,
-    deliveries: mpsc::Sender<Delivery>,
-    first: oneshot::Sender<Result<(), TransportError>>,
-) {
-    let mut first = Some(first);
-    loop {
-        let session = match shared.session().await {
-            Ok(session) => session,
-            Err(error) => {
-                if let Some(first) = first.take() {
-                    let _ = first.send(Err(error));
-                }
-                return;
-            }
-        };
-        match subscription
+    /// The consumer in use, or the session it was on once it ended.
+    current: Result<Active, Arc<Session>>,
+}
+
+/// A live consumer of a subscription.
+struct Active {
+    session: Arc<Session>,
+    consumer: Consumer,
+    /// On the instance queue's consumer: the requests the broker returned (no queue took them).
+    returns: Option<Returns>,
+}
+
+impl Consuming {
+    /// Subscribes on the current session; the error is the first subscription's.
+    pub(super) async fn start(
+        shared: Arc<Shared>,
+        subscription: Subscription,
+    ) -> Result<Self, TransportError> {
+        let session = shared.session().await?;
+        let active = subscription
             .subscribe(&session, &shared.instance_queue)
             .await
-        {
-            Ok(consumer) => {
-                if let Some(first) = first.take() {
-                    let _ = first.send(Ok(()));
-                }
-                let no_ack = subscription.prefetch.is_none();
-                // The instance queue's reader also gets the requests the broker returned.
-                let returns = if subscription.queue == shared.instance_queue {
-                    session.take_returns()
-                } else {
-                    None
-                };
-                if forward(&shared, consumer, returns, &deliveries, no_ack)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(error) => {
-                if let Some(first) = first.take() {
-                    let _ = first.send(Err(transport_error(error)));
-                    return;
-                }
-                tracing::warn!(%error, queue = %subscription.queue, "cannot consume again");
-            }
+            .map_err(transport_error)?;
+        let mut consuming = Consuming {
+            shared,
+            subscription,
+            current: Err(session.clone()),
+        };
+        consuming.current = Ok(consuming.active(session, active));
+        Ok(consuming)
+    }
+
+    /// The deliveries, as a stream.
+    pub(super) fn into_stream(self) -> impl futures_util::Stream<Item = Delivery> + Send {
+        futures_util::stream::unfold(self, |mut consuming| async move {
+            let delivery = consuming.next().await?;
+            Some((delivery, consuming))
+        })
+    }
+
+    fn active(&self, session: Arc<Session>, consumer: Consumer) -> Active {
+        // The instance queue's reader also gets the requests the broker returned.
+        let returns = if self.subscription.queue == self.shared.instance_queue {
+            session.take_returns()
+        } else {
+            None
+        };
+        Active {
+            session,
+            consumer,
+            returns,
         }
-        // The consumer ended: its connection is gone (a new session follows), or the broker
-        // cancelled it (its queue was deleted) and it is declared and consumed again.
-        tokio::select! {
-            () = deliveries.closed() => return,
-            _ = shared.wait(|next| !Arc::ptr_eq(next, &session)) => {}
-            () = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+    }
+
+    /// The next delivery; `None` once the transport is down for good.
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            match &mut self.current {
+                Ok(active) => {
+                    let no_ack = self.subscription.prefetch.is_none();
+                    if let Some(delivery) = read(&self.shared, no_ack, active).await {
+                        return Some(delivery);
+                    }
+                    // The consumer ended.
+                    let session = active.session.clone();
+                    self.current = Err(session);
+                }
+                Err(ended_on) => {
+                    let ended_on = ended_on.clone();
+                    // Its connection is gone (a new session follows), or the broker cancelled
+                    // it (its queue was deleted) and it is declared and consumed again.
+                    tokio::select! {
+                        _ = self.shared.wait(|next| !Arc::ptr_eq(next, &ended_on)) => {}
+                        () = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+                    }
+                    let session = self.shared.session().await.ok()?;
+                    match self
+                        .subscription
+                        .subscribe(&session, &self.shared.instance_queue)
+                        .await
+                    {
+                        Ok(consumer) => self.current = Ok(self.active(session, consumer)),
+                        Err(error) => {
+                            tracing::warn!(%error, queue = %self.subscription.queue, "cannot consume again");
+                            self.current = Err(session);
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-/// The reader is gone.
-struct ReaderGone;
-
-/// The next returned request, or never when there is no stream of them (or it ended).
-async fn next_returned(returns: &mut Option<Returns>) -> Option<kernel_amqp::Returned> {
-    match returns {
-        Some(stream) => match stream.next().await {
-            Some(returned) => Some(returned),
-            None => {
-                *returns = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn forward(
-    shared: &Shared,
-    mut consumer: Consumer,
-    mut returns: Option<Returns>,
-    deliveries: &mpsc::Sender<Delivery>,
-    no_ack: bool,
-) -> Result<(), ReaderGone> {
-    let channel = consumer.channel().clone();
+/// The next delivery from `active`, or `None` when its consumer ended. Deliveries that
+/// are not envelopes are rejected (not requeued) and counted here.
+async fn read(shared: &Shared, no_ack: bool, active: &mut Active) -> Option<Delivery> {
     loop {
         let delivery = tokio::select! {
-            delivery = consumer.next() => delivery,
-            Some(returned) = next_returned(&mut returns) => {
+            delivery = active.consumer.next() => delivery?,
+            Some(returned) = next_returned(&mut active.returns) => {
                 // Our own request, back from the broker: no other sender can make one.
                 let request = returned
                     .properties
                     .map_err(|error| error.to_string())
                     .and_then(|props| properties::to_envelope(&props, returned.body));
                 match request {
-                    Ok(request) => {
-                        if deliveries.send(Delivery::returned(request)).await.is_err() {
-                            return Err(ReaderGone);
-                        }
-                    }
+                    Ok(request) => return Some(Delivery::returned(request)),
                     Err(reason) => tracing::debug!(reason, "an unreadable request came back"),
                 }
                 continue;
             }
-            () = deliveries.closed() => return Err(ReaderGone),
-        };
-        let Some(delivery) = delivery else {
-            return Ok(());
         };
         let tag = delivery.delivery_tag;
         let envelope = delivery
             .properties
             .map_err(|error| error.to_string())
             .and_then(|props| properties::to_envelope(&props, delivery.body));
+        let channel = active.consumer.channel();
         let envelope = match envelope {
             Ok(envelope) => envelope,
             Err(reason) => {
@@ -641,12 +654,20 @@ async fn forward(
                 tag: Some(tag),
             })
         };
-        if deliveries
-            .send(Delivery::new(envelope, acker))
-            .await
-            .is_err()
-        {
-            return Err(ReaderGone);
-        }
+        return Some(Delivery::new(envelope, acker));
+    }
+}
+
+/// The next returned request, or never when there is no stream of them (or it ended).
+async fn next_returned(returns: &mut Option<Returns>) -> Option<kernel_amqp::Returned> {
+    match returns {
+        Some(stream) => match stream.next().await {
+            Some(returned) => Some(returned),
+            None => {
+                *returns = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
