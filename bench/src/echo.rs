@@ -12,7 +12,7 @@ use std::time::Duration;
 use kernel::inst::MemoryInstrumenter;
 use kernel::proto::examples::{HelloRequest, HelloResponse};
 use kernel::server::{REPLY_CACHE_GENERATION, REPLY_CACHE_TTL};
-use kernel::transport::{AmqpTransport, InProcessBroker, Transport};
+use kernel::transport::{AmqpTransport, InProcessBroker, Transport, WorkQueueType};
 use kernel::{Client, Endpoint, Error, Request, Service};
 use tokio::sync::oneshot;
 
@@ -78,10 +78,19 @@ async fn start(
 }
 
 /// `kernel-server`: serves the echo service `name` over RabbitMQ until the process ends.
-pub(crate) async fn serve(url: &str, name: &str, capacity: u16) -> crate::Result<()> {
+pub(crate) async fn serve(
+    url: &str,
+    name: &str,
+    capacity: u16,
+    work_queues: WorkQueueType,
+) -> crate::Result<()> {
     let _telemetry = telemetry()?;
     let (_keep_serving, shutdown) = oneshot::channel();
-    let serving = start(name, AmqpTransport::connect(url).await?, capacity, shutdown).await?;
+    let transport = AmqpTransport::builder(url)
+        .work_queues(work_queues)
+        .connect()
+        .await?;
+    let serving = start(name, transport, capacity, shutdown).await?;
     Line::Ready {
         role: "kernel-server",
         pid: std::process::id(),

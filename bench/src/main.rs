@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use kernel::transport::WorkQueueType;
 
 use crate::load::Pace;
 
@@ -86,6 +87,10 @@ enum Role {
         /// Requests the service runs at once.
         #[arg(long, default_value_t = echo::CAPACITY)]
         capacity: u16,
+        /// The work queue's type: `classic` (the default) or `quorum` (replicated on a
+        /// cluster), to measure what quorum queues cost.
+        #[arg(long, env = "KERNEL_BENCH_WORK_QUEUES", default_value = "classic", value_parser = work_queues)]
+        work_queues: WorkQueueType,
         #[command(flatten)]
         lifetime: Lifetime,
     },
@@ -256,10 +261,11 @@ async fn run(role: Role) -> Result<()> {
             broker,
             service,
             capacity,
+            work_queues,
             lifetime,
         } => {
             lifetime.start();
-            echo::serve(broker.loopback_url()?, &service, capacity).await
+            echo::serve(broker.loopback_url()?, &service, capacity, work_queues).await
         }
         Role::KernelClient {
             broker,
@@ -268,6 +274,15 @@ async fn run(role: Role) -> Result<()> {
             pace,
         } => echo::call(broker.loopback_url()?, &service, concurrency, &pace.pace()?).await,
         Role::Inproc { concurrency, pace } => echo::in_process(&concurrency, &pace.pace()?).await,
+    }
+}
+
+/// `classic` or `quorum`.
+fn work_queues(text: &str) -> Result<WorkQueueType, String> {
+    match text {
+        "classic" => Ok(WorkQueueType::Classic),
+        "quorum" => Ok(WorkQueueType::Quorum),
+        other => Err(format!("{other:?}: expected classic or quorum")),
     }
 }
 
