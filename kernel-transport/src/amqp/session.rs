@@ -530,37 +530,15 @@ struct Active {
     returns: Option<Returns>,
 }
 
-impl Consuming {
-    /// Subscribes on the current session; the error is the first subscription's.
-    pub(super) async fn start(
-        shared: Arc<Shared>,
-        subscription: Subscription,
-    ) -> Result<Self, TransportError> {
-        let session = shared.session().await?;
-        let active = subscription
-            .subscribe(&session, &shared.instance_queue)
-            .await
-            .map_err(transport_error)?;
-        let mut consuming = Consuming {
-            shared,
-            subscription,
-            current: Err(session.clone()),
-        };
-        consuming.current = Ok(consuming.active(session, active));
-        Ok(consuming)
-    }
-
-    /// The deliveries, as a stream.
-    pub(super) fn into_stream(self) -> impl futures_util::Stream<Item = Delivery> + Send {
-        futures_util::stream::unfold(self, |mut consuming| async move {
-            let delivery = consuming.next().await?;
-            Some((delivery, consuming))
-        })
-    }
-
-    fn active(&self, session: Arc<Session>, consumer: Consumer) -> Active {
+impl Active {
+    fn new(
+        shared: &Shared,
+        subscription: &Subscription,
+        session: Arc<Session>,
+        consumer: Consumer,
+    ) -> Self {
         // The instance queue's reader also gets the requests the broker returned.
-        let returns = if self.subscription.queue == self.shared.instance_queue {
+        let returns = if subscription.queue == shared.instance_queue {
             session.take_returns()
         } else {
             None
@@ -570,6 +548,34 @@ impl Consuming {
             consumer,
             returns,
         }
+    }
+}
+
+impl Consuming {
+    /// Subscribes on the current session; the error is the first subscription's.
+    pub(super) async fn start(
+        shared: Arc<Shared>,
+        subscription: Subscription,
+    ) -> Result<Self, TransportError> {
+        let session = shared.session().await?;
+        let consumer = subscription
+            .subscribe(&session, &shared.instance_queue)
+            .await
+            .map_err(transport_error)?;
+        let active = Active::new(&shared, &subscription, session, consumer);
+        Ok(Consuming {
+            shared,
+            subscription,
+            current: Ok(active),
+        })
+    }
+
+    /// The deliveries, as a stream.
+    pub(super) fn into_stream(self) -> impl futures_util::Stream<Item = Delivery> + Send {
+        futures_util::stream::unfold(self, |mut consuming| async move {
+            let delivery = consuming.next().await?;
+            Some((delivery, consuming))
+        })
     }
 
     /// The next delivery; `None` once the transport is down for good.
@@ -599,7 +605,11 @@ impl Consuming {
                         .subscribe(&session, &self.shared.instance_queue)
                         .await
                     {
-                        Ok(consumer) => self.current = Ok(self.active(session, consumer)),
+                        Ok(consumer) => {
+                            let active =
+                                Active::new(&self.shared, &self.subscription, session, consumer);
+                            self.current = Ok(active);
+                        }
                         Err(error) => {
                             tracing::warn!(%error, queue = %self.subscription.queue, "cannot consume again");
                             self.current = Err(session);
