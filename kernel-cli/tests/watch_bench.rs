@@ -4,7 +4,7 @@
 mod support;
 
 use kernel_proto::examples::Greeted;
-use kernel_transport::{ContentType, Destination, Envelope};
+use kernel_transport::{ContentType, Envelope};
 use prost::Message;
 use support::{Platform, bounded, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,12 +25,7 @@ async fn watch_one(
         .await
         .unwrap();
     assert_eq!(ready.as_deref(), Some(format!("watching {topic}").as_str()));
-    platform
-        .client
-        .transport()
-        .send(Destination::Topic(topic), publication)
-        .await
-        .unwrap();
+    platform.publish(topic, publication).await;
     let output = bounded("watch to exit", child.wait_with_output())
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 mod support;
 
 use kernel_proto::examples::Greeted;
-use kernel_transport::{ContentType, Destination, Envelope};
+use kernel_transport::{ContentType, Envelope};
 use prost::Message;
 use support::{Platform, bounded, unique};
 
@@ -23,15 +23,6 @@ fn greeted(topic: &str) -> (Envelope, usize) {
     )
 }
 
-async fn publish(platform: &Platform, topic: &str, publication: Envelope) {
-    platform
-        .client
-        .transport()
-        .send(Destination::Topic(topic), publication)
-        .await
-        .unwrap();
-}
-
 /// A subscriber announces that it takes a `Greeted` on `PREFIX.#`: a protobuf publication on
 /// `PREFIX.greeted` is decoded as one, with no `--type`. The watch may receive it before it
 /// hears the announcement (every half second); it then holds it until it does.
@@ -46,7 +37,7 @@ async fn watch_decodes_by_the_type_a_subscriber_announces() {
         .watch(&topic, &["--json", "--count", "1", "--for", "30s"])
         .await;
     let (publication, _) = greeted(&topic);
-    publish(&platform, &topic, publication).await;
+    platform.publish(&topic, publication).await;
 
     let line = watching.next_json().await;
     assert_eq!(line["topic"], topic.as_str());
@@ -93,7 +84,7 @@ async fn watch_shows_raw_bytes_when_nothing_names_the_type() {
         )
         .await;
     let (publication, length) = greeted(&topic);
-    publish(&platform, &topic, publication).await;
+    platform.publish(&topic, publication).await;
 
     let line = watching.next_json().await;
     assert!(line["type"].is_null(), "{line}");
@@ -127,7 +118,7 @@ async fn the_type_flag_wins_over_the_registry() {
         )
         .await;
     let (publication, _) = greeted(&topic);
-    publish(&platform, &topic, publication).await;
+    platform.publish(&topic, publication).await;
     let line = watching.next_json().await;
     assert_eq!(line["type"], "kernel.examples.v1.HelloRequest", "{line}");
     assert_eq!(line["type_from"], "flag", "{line}");

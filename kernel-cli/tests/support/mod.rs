@@ -13,7 +13,7 @@ use kernel_errors::Error;
 use kernel_login::{LoginService, MemoryCredentialStore};
 use kernel_proto::examples::{Greeted, HelloRequest, HelloResponse};
 use kernel_server::{Endpoint, Request, Service};
-use kernel_transport::{AmqpTransport, Transport};
+use kernel_transport::{AmqpTransport, Destination, Envelope, Transport};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
@@ -149,6 +149,15 @@ impl Platform {
         assert_eq!(ready.as_deref(), Some(format!("watching {topic}").as_str()));
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         Watching { child, stdout }
+    }
+
+    /// Publishes `publication` on `topic` from the platform's client.
+    pub async fn publish(&self, topic: &str, publication: Envelope) {
+        self.client
+            .transport()
+            .send(Destination::Topic(topic), publication)
+            .await
+            .unwrap();
     }
 
     /// Serves `service` until the platform is dropped; returns once its queue is consumed.
