@@ -90,7 +90,7 @@ pub(crate) enum Seen {
 }
 
 /// A kept reply, to send again to a retry of the request it answered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Kept {
     error: bool,
     content_type: ContentType,
