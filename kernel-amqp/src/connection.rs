@@ -32,6 +32,10 @@ const COMMAND_QUEUE: usize = 256;
 /// At most this many ready frames and commands are handled between two writes.
 const BATCH: usize = 64;
 
+/// Below this many bytes queued, the driver yields once before writing, so that frames from
+/// tasks ready to run join the same write (one syscall for many calls under load).
+const COALESCE_BELOW: usize = 64 * 1024;
+
 /// A byte stream the connection runs on: TCP, or TLS over TCP.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -525,6 +529,14 @@ impl Driver {
         let mut commands_open = true;
         loop {
             if !self.out.is_empty() {
+                if self.out.len() < COALESCE_BELOW {
+                    // Let the tasks that are ready to run now (handlers replying, callers
+                    // sending) queue their frames first, so that one write carries them all.
+                    tokio::task::yield_now().await;
+                    if self.drain_ready(&mut commands_open)? {
+                        return Ok(());
+                    }
+                }
                 self.flush_out().await?;
             }
             tokio::select! {
