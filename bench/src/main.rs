@@ -24,6 +24,7 @@ mod echo;
 mod load;
 mod raw;
 mod report;
+mod wire;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -69,6 +70,30 @@ enum Role {
         #[command(flatten)]
         broker: Broker,
         /// The queue `raw-server` consumes.
+        #[arg(long)]
+        queue: String,
+        /// Calls in flight at once, each from its own task.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[command(flatten)]
+        pace: PaceArgs,
+    },
+    /// A raw lapin echo server speaking the kernel's wire (`docs/wire.md`): what the wire
+    /// costs without kernel code.
+    WireServer {
+        #[command(flatten)]
+        broker: Broker,
+        /// The work queue to consume (declared auto-delete, bound to `h2o`).
+        #[arg(long)]
+        queue: String,
+        #[command(flatten)]
+        lifetime: Lifetime,
+    },
+    /// Raw lapin callers of `wire-server`, speaking the kernel's wire.
+    WireClient {
+        #[command(flatten)]
+        broker: Broker,
+        /// The queue `wire-server` consumes.
         #[arg(long)]
         queue: String,
         /// Calls in flight at once, each from its own task.
@@ -257,6 +282,20 @@ async fn run(role: Role) -> Result<()> {
             concurrency,
             pace,
         } => raw::call(broker.loopback_url()?, &queue, concurrency, &pace.pace()?).await,
+        Role::WireServer {
+            broker,
+            queue,
+            lifetime,
+        } => {
+            lifetime.start();
+            wire::serve(broker.loopback_url()?, &queue).await
+        }
+        Role::WireClient {
+            broker,
+            queue,
+            concurrency,
+            pace,
+        } => wire::call(broker.loopback_url()?, &queue, concurrency, &pace.pace()?).await,
         Role::KernelServer {
             broker,
             service,

@@ -1,0 +1,329 @@
+//! lapin alone, speaking the kernel's wire (`docs/wire.md`): what the broker and the lapin
+//! echo cost when they carry what the kernel carries, with no kernel code.
+//!
+//! Dividing the kernel's figures by these gives the cost of the kernel's code; dividing these
+//! by the raw echo's gives the cost of the wire contract itself (manual acks with a prefetch,
+//! a table of headers, `mandatory`, `expiration`, `user_id`, the `h2o` exchanges), which no
+//! implementation of the contract can avoid. It is a diagnosis beside the baseline, never the
+//! baseline: the kernel's targets are set against the fastest echo, `raw`.
+//!
+//! - server: the work queue declared and bound as a kernel service declares it, consumed with
+//!   manual acks and the prefetch of a kernel service of the bench's capacity; each reply
+//!   published to `h2o.direct` with the properties and headers a kernel reply has, then the
+//!   request acked; replies driven by the consuming task, as in `raw`;
+//! - client: a reply queue declared and bound as a kernel instance queue is; each request
+//!   published to `h2o` `mandatory`, with a kernel request's properties and headers (a fresh
+//!   trace id and deadline per call); the rest as in `raw`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::oneshot;
+
+use crate::load::{self, Echo, Pace};
+use crate::raw::PAYLOAD;
+use crate::report::Line;
+
+const REQUESTS: &str = "h2o";
+const REPLIES: &str = "h2o.direct";
+const CONTENT_TYPE: &str = "application/protobuf";
+/// AMQP delivery mode 1: transient, as the kernel publishes everything.
+const TRANSIENT: u8 = 1;
+/// The kernel's bound on an instance queue's length.
+const INSTANCE_QUEUE_MAX_LENGTH: i32 = 10_000;
+/// The deadline every request carries (the kernel client's default).
+const DEADLINE: Duration = Duration::from_secs(10);
+/// The caller's name (`from`), as the kernel client's.
+const CALLER: &str = "kernel-bench.client";
+
+/// Connects and declares the kernel's request and reply exchanges (durable direct exchanges).
+async fn connect(url: &str) -> crate::Result<(Connection, Channel, ShortString)> {
+    let user = url
+        .parse::<lapin::uri::AMQPUri>()
+        .map_err(|e| format!("cannot read the broker URL: {e}"))?
+        .authority
+        .userinfo
+        .username;
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    for exchange in [REQUESTS, REPLIES] {
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok((connection, channel, user.into()))
+}
+
+/// Serves `queue` as a kernel service's work queue until the connection ends.
+pub(crate) async fn serve(url: &str, queue: &str) -> crate::Result<()> {
+    let (_connection, channel, user) = connect(url).await?;
+    let prefetch = kernel::server::prefetch(crate::echo::CAPACITY);
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let auto_delete = QueueDeclareOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), auto_delete, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            REQUESTS.into(),
+            queue.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut requests = channel
+        .basic_consume(
+            queue.into(),
+            "wire-server".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Line::Ready {
+        role: "wire-server",
+        pid: std::process::id(),
+        reply_cache_window_ms: None,
+    }
+    .print()?;
+    let mut replies = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(replied) = replies.next(), if !replies.is_empty() => {
+                if let Err(error) = replied {
+                    eprintln!("wire-server: cannot reply: {error}");
+                }
+            }
+            delivery = requests.next() => match delivery {
+                Some(delivery) => replies.push(reply(&channel, delivery?, &user)),
+                None => break,
+            },
+        }
+    }
+    Err("the request consumer ended".into())
+}
+
+/// Publishes the body back as a kernel reply to the request's `reply_to`, then acks it.
+async fn reply(channel: &Channel, delivery: Delivery, user: &ShortString) -> lapin::Result<()> {
+    if let Some(reply_to) = delivery.properties.reply_to().clone() {
+        let mut headers = FieldTable::default();
+        headers.insert("messageType".into(), text("reply"));
+        // An answer repeats the request's service and endpoint.
+        if let Some(request) = delivery.properties.headers() {
+            for name in ["service", "endpoint"] {
+                if let Some(value) = request.inner().get(name) {
+                    headers.insert(name.into(), value.clone());
+                }
+            }
+        }
+        let mut properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_delivery_mode(TRANSIENT)
+            .with_user_id(user.clone())
+            .with_headers(headers);
+        if let Some(id) = delivery.properties.message_id().clone() {
+            properties = properties.with_correlation_id(id);
+        }
+        channel
+            .basic_publish(
+                REPLIES.into(),
+                reply_to,
+                BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await?;
+    }
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+/// Measures calls to the kernel-wire server on `queue` and prints the result line.
+pub(crate) async fn call(
+    url: &str,
+    queue: &str,
+    concurrency: usize,
+    pace: &Pace,
+) -> crate::Result<()> {
+    let (echo, _connection) = WireEcho::connect(url, queue).await?;
+    let measured = load::measure("wire", Arc::new(echo), concurrency, pace).await?;
+    Line::Result(measured).print()
+}
+
+/// Replies still awaited, by message id.
+type Pending = Mutex<HashMap<u64, oneshot::Sender<()>>>;
+
+/// A caller speaking the kernel's wire: shared by every caller task.
+struct WireEcho {
+    channel: Channel,
+    queue: ShortString,
+    reply_to: ShortString,
+    user: ShortString,
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+}
+
+impl WireEcho {
+    /// Connects, declares the reply queue as a kernel instance queue and starts the
+    /// dispatcher. The connection is returned so that the caller keeps it open.
+    async fn connect(url: &str, queue: &str) -> crate::Result<(Self, Connection)> {
+        let (connection, channel, user) = connect(url).await?;
+        let reply_to = ShortString::from(format!("instance-wire-{}", std::process::id()));
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongInt(INSTANCE_QUEUE_MAX_LENGTH),
+        );
+        channel
+            .queue_declare(reply_to.clone(), exclusive, arguments)
+            .await?;
+        channel
+            .queue_bind(
+                reply_to.clone(),
+                REPLIES.into(),
+                reply_to.clone(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut replies = channel
+            .basic_consume(
+                reply_to.clone(),
+                "wire-client".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let pending = Arc::new(Pending::default());
+        let dispatched = Arc::clone(&pending);
+        tokio::spawn(async move {
+            while let Some(Ok(reply)) = replies.next().await {
+                let id = reply
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|id| id.as_str().parse::<u64>().ok());
+                let waiter = id.and_then(|id| lock(&dispatched).remove(&id));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(());
+                }
+            }
+        });
+        let echo = WireEcho {
+            channel,
+            queue: queue.into(),
+            reply_to,
+            user,
+            pending,
+            next_id: AtomicU64::new(0),
+        };
+        Ok((echo, connection))
+    }
+
+    /// A kernel request's properties and headers.
+    fn properties(&self, id: u64) -> BasicProperties {
+        // A message id as long as a UUID's text, a fresh trace per call.
+        let trace_id = format!(
+            "{:032x}",
+            u128::from(id) << 64 | u128::from(std::process::id())
+        );
+        let deadline = SystemTime::now() + DEADLINE;
+        let deadline_ms = deadline
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut headers = FieldTable::default();
+        headers.insert("messageType".into(), text("request"));
+        headers.insert(
+            "service".into(),
+            AMQPValue::LongString(self.queue.as_str().into()),
+        );
+        headers.insert("endpoint".into(), text("echo"));
+        headers.insert("from".into(), text(CALLER));
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString(format!("00-{trace_id}-{id:016x}-01").into()),
+        );
+        headers.insert("traceID".into(), AMQPValue::LongString(trace_id.into()));
+        headers.insert(
+            "deadline".into(),
+            AMQPValue::LongString(deadline_ms.to_string().into()),
+        );
+        BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_delivery_mode(TRANSIENT)
+            .with_message_id(format!("{id:036}").into())
+            .with_reply_to(self.reply_to.clone())
+            .with_user_id(self.user.clone())
+            .with_expiration(DEADLINE.as_millis().to_string().into())
+            .with_headers(headers)
+    }
+}
+
+impl Echo for WireEcho {
+    async fn call(&self) -> Result<(), String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (answered, reply) = oneshot::channel();
+        lock(&self.pending).insert(id, answered);
+        let mandatory = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        self.channel
+            .basic_publish(
+                REQUESTS.into(),
+                self.queue.clone(),
+                mandatory,
+                PAYLOAD,
+                self.properties(id),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        reply
+            .await
+            .map_err(|_| "the reply consumer ended".to_owned())
+    }
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}
+
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+    // Inserts and removes cannot leave the map half changed.
+    pending.lock().unwrap_or_else(PoisonError::into_inner)
+}
