@@ -38,7 +38,10 @@ pub(super) fn run(bench: &Bench, rounds: u32, pace: &PaceArgs) -> Result<()> {
         let mut client = Client::start(bench, &format!("inproc-r{round}"), &args, bound)?;
         for _ in CONCURRENCIES {
             let measured = client.result()?;
-            println!("round {round}/{rounds}  {}", summary::line(&measured, None));
+            println!(
+                "round {round}/{rounds}  {}",
+                summary::line(&measured, summary::CpuPerCall::default())
+            );
             in_process.push((round, measured));
         }
         client.finish()?;

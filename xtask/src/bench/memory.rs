@@ -67,7 +67,10 @@ pub(super) fn run(bench: &Bench, calls: u64, concurrency: usize) -> Result<()> {
     )?;
     let measured = client.result()?;
     client.finish()?;
-    println!("  the calls: {}", summary::line(&measured, None));
+    println!(
+        "  the calls: {}",
+        summary::line(&measured, summary::CpuPerCall::default())
+    );
     let after_calls = server.rss()?;
     println!(
         "  right after {calls} calls:        {:>6.1} MB  {:.2} × idle",

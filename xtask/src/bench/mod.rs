@@ -13,6 +13,7 @@
 //! child is killed when the command ends, however it ends: a server also exits when the pipe
 //! on its stdin closes. The method and the targets are in `docs/benchmarks.md`.
 
+mod broker;
 mod inproc;
 mod memory;
 mod process;
@@ -161,6 +162,8 @@ pub(crate) struct Bench {
     logs: PathBuf,
     /// Tells apart the queues of this run from those of any other on the same broker.
     run_id: String,
+    /// The broker's process, when it runs on this machine (for its CPU time per call).
+    broker: Option<broker::Broker>,
 }
 
 impl Bench {
@@ -182,6 +185,7 @@ impl Bench {
             .map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
         Ok(Bench {
             binary: target.join("release").join("kernel-bench"),
+            broker: broker::Broker::find(&amqp_url),
             amqp_url,
             logs,
             run_id: std::process::id().to_string(),

@@ -25,7 +25,7 @@ const EXIT_BOUND: Duration = Duration::from_secs(10);
 /// A client's measured run, as `kernel-bench` prints it.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Measured {
-    /// `raw`, `kernel` or `inproc`.
+    /// `raw`, `wire`, `kernel` or `inproc`.
     pub(crate) system: String,
     pub(crate) concurrency: usize,
     pub(crate) calls: u64,
@@ -250,7 +250,7 @@ fn vm_rss(status: &str) -> Option<u64> {
 
 /// utime + stime (fields 14 and 15 of `/proc/<pid>/stat`, after the parenthesised command
 /// name), in `USER_HZ` ticks, which Linux fixes at 100 a second for this interface.
-fn cpu_time_of(stat: &str) -> Option<Duration> {
+pub(crate) fn cpu_time_of(stat: &str) -> Option<Duration> {
     let (_, after_name) = stat.rsplit_once(')')?;
     let mut fields = after_name.split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;

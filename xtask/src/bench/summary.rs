@@ -4,6 +4,15 @@ use std::fmt;
 
 use super::process::Measured;
 
+/// CPU time per call of the processes beside a client (µs), where known.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CpuPerCall {
+    /// The server's, during the measured run.
+    pub(crate) server: Option<f64>,
+    /// The broker's, during the measured run, when it runs on this machine.
+    pub(crate) broker: Option<f64>,
+}
+
 /// The median of some figures with their range: `0.73 (0.70–0.75)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Spread {
@@ -84,7 +93,7 @@ impl Target {
 }
 
 /// One measured run as a line: `raw     c64     12345 calls/s  p50   4932 µs  p99 ...`.
-pub(crate) fn line(measured: &Measured, server_cpu_us_per_call: Option<f64>) -> String {
+pub(crate) fn line(measured: &Measured, others: CpuPerCall) -> String {
     let mut line = format!(
         "{:<7} c{:<3} {:>9.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  ({} calls in {:.1} s",
         measured.system,
@@ -95,9 +104,12 @@ pub(crate) fn line(measured: &Measured, server_cpu_us_per_call: Option<f64>) -> 
         measured.calls,
         measured.elapsed_s,
     );
-    match (measured.cpu_us_per_call, server_cpu_us_per_call) {
+    match (measured.cpu_us_per_call, others.server) {
         (Some(client), Some(server)) => {
-            line += &format!("; CPU per call: client {client:.0} µs, server {server:.0} µs")
+            line += &format!("; CPU per call: client {client:.0} µs, server {server:.0} µs");
+            if let Some(broker) = others.broker {
+                line += &format!(", broker {broker:.0} µs");
+            }
         }
         (Some(process), None) => line += &format!("; CPU per call {process:.1} µs"),
         _ => {}
