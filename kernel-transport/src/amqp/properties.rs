@@ -1,5 +1,6 @@
 //! The mapping between an [`Envelope`] and AMQP basic properties plus headers ([`docs/wire.md`](https://github.com/kernel-platform/kernel/blob/main/docs/wire.md)).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -86,27 +87,40 @@ pub(super) fn to_envelope(properties: &Properties, payload: Bytes) -> Result<Env
         .filter(|user| user.len() <= crate::error::MAX_NAME_LEN)
         .unwrap_or_default()
         .to_owned();
-    let mut fields: HashMap<String, String> = properties
-        .headers
-        .as_ref()
-        .map(|table| {
-            table
-                .iter()
-                .filter_map(|(name, value)| Some((name.to_str()?.to_owned(), header_text(value)?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut take = |name: &str| fields.remove(name).unwrap_or_default();
-
-    let message_type = take(headers::MESSAGE_TYPE);
-    let service = take(headers::SERVICE);
-    let endpoint = take(headers::ENDPOINT);
-    let topic = take(headers::TOPIC);
-    let from = take(headers::FROM);
-    let session_id = take(headers::SESSION_ID);
-    let trace_id = take(headers::TRACE_ID);
-    let parent_message_id = take(headers::PARENT_MESSAGE_ID);
-    let deadline = take(headers::DEADLINE)
+    // The known headers straight into their fields (a repeated name: the last one counts);
+    // the rest into the envelope's extra headers.
+    let (mut message_type, mut deadline) = (Cow::Borrowed(""), Cow::Borrowed(""));
+    let (mut service, mut endpoint, mut topic, mut from) = Default::default();
+    let (mut session_id, mut trace_id, mut parent_message_id) = Default::default();
+    let mut fields = HashMap::new();
+    for (name, value) in properties.headers.iter().flat_map(FieldTable::iter) {
+        let (Some(name), Some(value)) = (name.to_str(), header_text(value)) else {
+            continue;
+        };
+        let field: &mut String = match name {
+            headers::MESSAGE_TYPE => {
+                message_type = value;
+                continue;
+            }
+            headers::DEADLINE => {
+                deadline = value;
+                continue;
+            }
+            headers::SERVICE => &mut service,
+            headers::ENDPOINT => &mut endpoint,
+            headers::TOPIC => &mut topic,
+            headers::FROM => &mut from,
+            headers::SESSION_ID => &mut session_id,
+            headers::TRACE_ID => &mut trace_id,
+            headers::PARENT_MESSAGE_ID => &mut parent_message_id,
+            _ => {
+                fields.insert(name.to_owned(), value.into_owned());
+                continue;
+            }
+        };
+        *field = value.into_owned();
+    }
+    let deadline = deadline
         .parse::<u64>()
         .ok()
         .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
@@ -143,17 +157,17 @@ pub(super) fn to_envelope(properties: &Properties, payload: Bytes) -> Result<Env
 
 /// A header value as text: strings as they are (H2 sent every header as a string), numbers and
 /// booleans in decimal; anything else is skipped.
-fn header_text(value: &FieldValue) -> Option<String> {
+fn header_text(value: &FieldValue) -> Option<Cow<'_, str>> {
     Some(match value {
-        FieldValue::LongString(s) => String::from_utf8_lossy(s).into_owned(),
-        FieldValue::Bool(b) => u8::from(*b).to_string(),
-        FieldValue::I8(n) => n.to_string(),
-        FieldValue::U8(n) => n.to_string(),
-        FieldValue::I16(n) => n.to_string(),
-        FieldValue::U16(n) => n.to_string(),
-        FieldValue::I32(n) => n.to_string(),
-        FieldValue::U32(n) => n.to_string(),
-        FieldValue::I64(n) => n.to_string(),
+        FieldValue::LongString(s) => String::from_utf8_lossy(s),
+        FieldValue::Bool(b) => u8::from(*b).to_string().into(),
+        FieldValue::I8(n) => n.to_string().into(),
+        FieldValue::U8(n) => n.to_string().into(),
+        FieldValue::I16(n) => n.to_string().into(),
+        FieldValue::U16(n) => n.to_string().into(),
+        FieldValue::I32(n) => n.to_string().into(),
+        FieldValue::U32(n) => n.to_string().into(),
+        FieldValue::I64(n) => n.to_string().into(),
         _ => return None,
     })
 }
