@@ -407,7 +407,8 @@ impl Channel {
         body: &[u8],
     ) -> Result<Bytes, Error> {
         let frame_max = self.shared().frame_max;
-        let mut header = BytesMut::new();
+        // Room for a kernel message's properties and headers: grown once at most.
+        let mut header = BytesMut::with_capacity(512);
         properties.encode_header(body.len() as u64, &mut header)?;
         if header.len() + FRAME_OVERHEAD > frame_max {
             return Err(Error::TooLarge {

@@ -262,7 +262,7 @@ impl Reader {
         }
         let n = self.u32()?;
         let mut inner = Reader::new(self.bytes(n as usize, "field table")?, self.max_depth);
-        let mut table = Vec::new();
+        let mut table = Vec::with_capacity(8); // a kernel message has up to 8 headers
         while inner.buf.has_remaining() {
             if table.len() == MAX_TABLE_ENTRIES {
                 return Err(too_many());
