@@ -126,3 +126,76 @@ async fn the_type_flag_wins_over_the_registry() {
     assert_eq!(line["message"]["name"], "ada", "{line}");
     assert_eq!(watching.exit_code().await, Some(0));
 }
+
+/// Anyone who can publish can announce: hostile announcements on `kernel.monitor.discovery`
+/// (bytes that are no announcement, a forged subscriber of `#` naming a type nobody has, and
+/// subscribers of the very topic with a known type in announcements over the bounds: an
+/// instance id of 100,000 bytes, 5,000 endpoints) neither stop the watch nor name the type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_announcements_neither_stop_the_watch_nor_name_the_type() {
+    use kernel_proto::platform::{Announcement, AnnouncementEvent, EndpointInfo};
+
+    let mut platform = Platform::start().await;
+    let prefix = unique("cli.hostile");
+    let _recorded = platform.start_audit(&format!("{prefix}.#")).await;
+    let topic = format!("{prefix}.greeted");
+    let mut watching = platform
+        .watch(&topic, &["--json", "--count", "1", "--for", "30s"])
+        .await;
+
+    let discovery = kernel_server::DISCOVERY_TOPIC;
+    let announce = |announcement: Announcement| {
+        Envelope::publication(
+            discovery,
+            ContentType::Protobuf,
+            announcement.encode_to_vec().into(),
+        )
+    };
+    let subscriber = |pattern: &str, message_type: &str| EndpointInfo {
+        name: "forged".into(),
+        subscribe: pattern.into(),
+        request_type: message_type.into(),
+        ..Default::default()
+    };
+    let forged = |instance_id: String, endpoints: Vec<EndpointInfo>| Announcement {
+        event: AnnouncementEvent::Running.into(),
+        instance_id,
+        service_name: "com.example.forger".into(),
+        endpoints,
+        ..Default::default()
+    };
+    let hostile = [
+        Envelope::publication(discovery, ContentType::Protobuf, vec![0xff; 64].into()),
+        Envelope::publication(discovery, ContentType::Json, "{\"instanceId\":".into()),
+        // Both more specific than the real subscriber's pattern, with a type the tool knows:
+        // only their bounds keep them out.
+        announce(forged(
+            "x".repeat(100_000),
+            vec![subscriber(&topic, "kernel.examples.v1.HelloRequest")],
+        )),
+        announce(forged(
+            unique("forger"),
+            vec![subscriber("#", "no.such.Type")],
+        )),
+        announce(forged(
+            unique("forger"),
+            (0..5_000)
+                .map(|_| subscriber(&topic, "kernel.examples.v1.HelloRequest"))
+                .collect(),
+        )),
+    ];
+    for envelope in hostile {
+        platform.publish(discovery, envelope).await;
+    }
+    let (publication, _) = greeted(&topic);
+    platform.publish(&topic, publication).await;
+
+    let line = watching.next_json().await;
+    assert_eq!(line["type"], "kernel.examples.v1.Greeted", "{line}");
+    assert_eq!(line["type_from"], "registry", "{line}");
+    assert_eq!(
+        line["message"],
+        serde_json::json!({"name": "ada", "count": "3"})
+    );
+    assert_eq!(watching.exit_code().await, Some(0));
+}

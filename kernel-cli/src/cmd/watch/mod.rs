@@ -11,9 +11,9 @@
 //! (`decoder.rs`).
 //!
 //! Announcements come every few seconds, so at the start the tool may not have heard a
-//! topic's subscribers yet: a protobuf publication nothing names a type for waits (with those
-//! after it, to keep the order) until a matching subscriber is heard or `--wait` has passed
-//! since the start. `docs/cli.md` says more.
+//! topic's subscribers yet: a protobuf publication nothing names a known type for waits (with
+//! those after it, to keep the order) until a matching subscriber of a type the descriptor
+//! sets have is heard, or `--wait` has passed since the start. `docs/cli.md` says more.
 
 mod announced;
 mod decoder;
@@ -203,7 +203,9 @@ impl Follow {
             let resolution =
                 self.decoder
                     .resolve(envelope, topic, &self.subscribers, now.into_std());
-            let waits = matches!(resolution, Resolution::Untyped)
+            // A type no descriptor set has is no answer either: anyone can announce a
+            // subscriber of `#` naming one, and a real subscriber may still be heard.
+            let waits = matches!(resolution, Resolution::Untyped | Resolution::Unknown(_))
                 && self.decoder.needs_registry(envelope, topic);
             if waits && !over && self.waiting.len() <= MAX_WAITING {
                 return;
