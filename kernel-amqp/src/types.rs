@@ -262,7 +262,9 @@ impl Reader {
         }
         let n = self.u32()?;
         let mut inner = Reader::new(self.bytes(n as usize, "field table")?, self.max_depth);
-        let mut table = Vec::with_capacity(8); // a kernel message has up to 8 headers
+        // Room for a kernel message's headers up front, but never more than the bytes could
+        // hold (an entry takes at least two): an empty table allocates nothing.
+        let mut table = Vec::with_capacity((n as usize / 2).min(12));
         while inner.buf.has_remaining() {
             if table.len() == MAX_TABLE_ENTRIES {
                 return Err(too_many());
