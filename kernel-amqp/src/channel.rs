@@ -407,7 +407,7 @@ impl Channel {
         body: &[u8],
     ) -> Result<Bytes, Error> {
         let frame_max = self.shared().frame_max;
-        // Room for a kernel message's properties and headers: grown once at most.
+        // Room for a kernel message's properties and headers, so that most never grow.
         let mut header = BytesMut::with_capacity(512);
         properties.encode_header(body.len() as u64, &mut header)?;
         if header.len() + FRAME_OVERHEAD > frame_max {

@@ -29,11 +29,13 @@ use crate::{ConnectOptions, Error, Limits};
 /// Commands queued to the driver; more wait in their callers.
 const COMMAND_QUEUE: usize = 256;
 
-/// At most this many ready frames and commands are handled between two writes.
+/// At most this many rounds of ready frames and commands are handled in one drain (there are
+/// two drains per write: before the driver yields, and after).
 const BATCH: usize = 64;
 
-/// Below this many bytes queued, the driver yields once before writing, so that frames from
-/// tasks ready to run join the same write (one syscall for many calls under load).
+/// Below this many bytes queued, the driver yields once before writing, so that the frames of
+/// the tasks that run meanwhile (those ready on its worker, and what the worker steals) join
+/// the same write: one syscall for many calls under load.
 const COALESCE_BELOW: usize = 64 * 1024;
 
 /// A byte stream the connection runs on: TCP, or TLS over TCP.
@@ -569,10 +571,14 @@ impl Driver {
     }
 
     /// Handles frames already readable and commands already queued, without waiting, up to
-    /// [`BATCH`] rounds (so that a flood of one cannot starve the other, nor delay the write
-    /// of what is queued for long). `Ok(true)` once the connection has closed cleanly.
+    /// [`BATCH`] rounds or until [`COALESCE_BELOW`] bytes wait to be written (so that a flood
+    /// of one cannot starve the other, nor hold a large write back). `Ok(true)` once the
+    /// connection has closed cleanly.
     fn drain_ready(&mut self, commands_open: &mut bool) -> Result<bool, Error> {
         for _ in 0..BATCH {
+            if self.out.len() >= COALESCE_BELOW {
+                break;
+            }
             let mut progressed = false;
             if let Some(frame) = self.reader.next().now_or_never() {
                 if self.on_frame(frame)? {
