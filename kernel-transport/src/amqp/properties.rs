@@ -160,7 +160,7 @@ pub(super) fn to_envelope(properties: &Properties, payload: Bytes) -> Result<Env
 fn header_text(value: &FieldValue) -> Option<Cow<'_, str>> {
     Some(match value {
         FieldValue::LongString(s) => String::from_utf8_lossy(s),
-        FieldValue::Bool(b) => u8::from(*b).to_string().into(),
+        FieldValue::Bool(b) => Cow::Borrowed(if *b { "1" } else { "0" }),
         FieldValue::I8(n) => n.to_string().into(),
         FieldValue::U8(n) => n.to_string().into(),
         FieldValue::I16(n) => n.to_string().into(),
@@ -204,6 +204,31 @@ mod tests {
         let received = to_envelope(&properties, Bytes::from_static(b"{}")).unwrap();
         request.user_id = "kernel.test.alpha".into();
         assert_eq!(received, request);
+    }
+
+    #[test]
+    fn a_repeated_header_counts_once_its_last_readable_value() {
+        let mut table = FieldTable::new();
+        table.insert("service", FieldValue::text("first"));
+        table.insert("x-extra", FieldValue::text("one"));
+        table.insert("service", FieldValue::text("second"));
+        table.insert("x-extra", FieldValue::I32(2));
+        // A later value of a type that is not text is skipped: it does not erase the last.
+        table.insert("service", FieldValue::Table(FieldTable::new()));
+        table.insert("heartbeat", FieldValue::Bool(true));
+        let mut properties = Properties::default();
+        properties.headers = Some(table);
+        let envelope = to_envelope(&properties, Bytes::new()).unwrap();
+        assert_eq!(envelope.service, "second");
+        assert_eq!(
+            envelope.headers.get("x-extra").map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(
+            envelope.headers.get("heartbeat").map(String::as_str),
+            Some("1")
+        );
+        assert!(!envelope.headers.contains_key("service"));
     }
 
     #[test]
