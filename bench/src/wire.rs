@@ -259,7 +259,7 @@ impl WireEcho {
         // A message id as long as a UUID's text, a fresh trace per call.
         let trace_id = format!(
             "{:032x}",
-            u128::from(id) << 64 | u128::from(std::process::id())
+            (u128::from(id) << 64) | u128::from(std::process::id())
         );
         let deadline = SystemTime::now() + DEADLINE;
         let deadline_ms = deadline
@@ -276,7 +276,8 @@ impl WireEcho {
         headers.insert("from".into(), text(CALLER));
         headers.insert(
             "traceparent".into(),
-            AMQPValue::LongString(format!("00-{trace_id}-{id:016x}-01").into()),
+            // A span id of zeros is invalid in W3C Trace Context.
+            AMQPValue::LongString(format!("00-{trace_id}-{:016x}-01", id + 1).into()),
         );
         headers.insert("traceID".into(), AMQPValue::LongString(trace_id.into()));
         headers.insert(

@@ -79,12 +79,33 @@ fn run_client(args: &[&str]) -> Vec<serde_json::Value> {
         .unwrap();
     let lines = lines(&mut child);
     let mut results = Vec::new();
-    while let Ok(line) = lines.recv_timeout(BOUND) {
-        if line["kernel_bench"] == "result" {
-            results.push(line);
+    loop {
+        match lines.recv_timeout(BOUND) {
+            Ok(line) if line["kernel_bench"] == "result" => results.push(line),
+            Ok(_) => {}
+            // Its stdout closed: it has exited, or is about to.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("{} printed nothing for {BOUND:?}", args[0]);
+            }
         }
     }
-    assert!(child.wait().unwrap().success(), "{} failed", args[0]);
+    let deadline = std::time::Instant::now() + BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!(
+                "{} did not exit within {BOUND:?} of closing its output",
+                args[0]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{} failed", args[0]);
     results
 }
 
