@@ -53,6 +53,15 @@ impl Broker {
         None
     }
 
+    /// What the process is, as `/proc/<pid>/comm` names it (`beam.smp` for RabbitMQ), and
+    /// its pid: printed with the figures, since a proxy can hold the listening socket.
+    pub(crate) fn describe(self) -> String {
+        let name = fs::read_to_string(format!("/proc/{}/comm", self.pid))
+            .map(|comm| comm.trim().to_owned())
+            .unwrap_or_else(|_| "?".to_owned());
+        format!("{name}, pid {}", self.pid)
+    }
+
     /// The CPU time (user + system) the broker has used so far.
     pub(crate) fn cpu_time(self) -> Option<Duration> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;

@@ -30,8 +30,9 @@ use crate::Result;
 /// What `cargo xtask bench` can do.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Action {
-    /// Kernel against raw lapin over RabbitMQ: each side its own processes, interleaved
-    /// rounds at concurrency 1 and 64; medians and kernel/raw ratios with their spread.
+    /// Kernel against raw lapin over RabbitMQ (and lapin on the kernel's wire): each side its
+    /// own processes, interleaved rounds at concurrency 1 and 64; medians and ratios with
+    /// their spread.
     Rpc(RpcArgs),
     /// The kernel's echo on the in-process broker (calls/s, p50, p99, CPU per call) against
     /// the raw lapin echo over RabbitMQ in the same run.
@@ -92,7 +93,7 @@ impl PaceArgs {
 /// `cargo xtask bench rpc`.
 #[derive(Debug, Args)]
 pub(crate) struct RpcArgs {
-    /// Rounds; each measures raw and kernel at concurrency 1 and 64.
+    /// Rounds; each measures raw, wire and kernel at concurrency 1 and 64.
     #[arg(long, env = "KERNEL_BENCH_ROUNDS", default_value_t = 3)]
     rounds: u32,
     #[command(flatten)]

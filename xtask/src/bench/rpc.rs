@@ -8,10 +8,11 @@
 //! kernel's wire: it splits what the kernel costs into the wire contract's share and the
 //! code's.
 
+use std::time::Duration;
+
 use super::process::{Client, Measured, Server};
 use super::summary::{self, CpuPerCall, Spread, Target};
 use super::{Bench, PaceArgs};
-use std::time::Duration;
 
 use crate::Result;
 
@@ -127,8 +128,14 @@ pub(super) fn run(bench: &Bench, rounds: u32, pace: &PaceArgs) -> Result<()> {
         "rpc: kernel against raw lapin over RabbitMQ (and lapin on the kernel's wire), {rounds} round(s), {} s per run after {} s of warm-up",
         pace.seconds, pace.warmup
     );
-    if bench.broker.is_none() {
-        println!("(the broker is not a process of this machine that /proc shows: no broker CPU)");
+    match bench.broker {
+        Some(broker) => println!(
+            "broker CPU: the process listening on the broker's port ({})",
+            broker.describe()
+        ),
+        None => println!(
+            "(the broker is not a process of this machine that /proc shows: no broker CPU)"
+        ),
     }
     let mut runs: Vec<(u32, Pair)> = Vec::new();
     for round in 1..=rounds {

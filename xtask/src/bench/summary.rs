@@ -111,7 +111,12 @@ pub(crate) fn line(measured: &Measured, others: CpuPerCall) -> String {
                 line += &format!(", broker {broker:.0} µs");
             }
         }
-        (Some(process), None) => line += &format!("; CPU per call {process:.1} µs"),
+        (Some(process), None) => {
+            line += &format!("; CPU per call {process:.1} µs");
+            if let Some(broker) = others.broker {
+                line += &format!(", broker {broker:.0} µs");
+            }
+        }
         _ => {}
     }
     line += ")";
