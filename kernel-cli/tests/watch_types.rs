@@ -131,6 +131,8 @@ async fn the_type_flag_wins_over_the_registry() {
 /// (bytes that are no announcement, a forged subscriber of `#` naming a type nobody has, and
 /// subscribers of the very topic with a known type in announcements over the bounds: an
 /// instance id of 100,000 bytes, 5,000 endpoints) neither stop the watch nor name the type.
+/// (A forged subscriber within the bounds naming a type the tool has is believed until a more
+/// specific real one is heard: `docs/cli.md` says so.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_announcements_neither_stop_the_watch_nor_name_the_type() {
     use kernel_proto::platform::{Announcement, AnnouncementEvent, EndpointInfo};
