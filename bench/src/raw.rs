@@ -61,7 +61,7 @@ pub(crate) async fn serve(url: &str, queue: &str, ack: Ack, prefetch: u16) -> cr
         .queue_declare(queue.into(), auto_delete, FieldTable::default())
         .await?;
     let no_ack = ack == Ack::Auto;
-    let mut requests = channel
+    let requests = channel
         .basic_consume(
             queue.into(),
             "raw-server".into(),
@@ -78,20 +78,36 @@ pub(crate) async fn serve(url: &str, queue: &str, ack: Ack, prefetch: u16) -> cr
         reply_cache_window_ms: None,
     }
     .print()?;
-    // Replies in flight, driven by this task: a publish pushes its frames when first polled,
-    // without the hand-off to another task that a spawn per delivery costs (a quarter less
-    // CPU per call in the server, measured).
+    answer_each("raw-server", requests, |delivery| {
+        reply(&channel, delivery, ack)
+    })
+    .await
+}
+
+/// Answers each delivery of `requests` with `reply` until the consumer ends; for both lapin
+/// echo servers. Replies in flight are driven by this task: a publish pushes its frames when
+/// first polled, without the hand-off to another task that a spawn per delivery costs (a
+/// quarter less CPU per call in the server, measured).
+pub(crate) async fn answer_each<F, Fut>(
+    role: &str,
+    mut requests: lapin::Consumer,
+    reply: F,
+) -> crate::Result<()>
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = lapin::Result<()>>,
+{
     let mut replies = FuturesUnordered::new();
     loop {
         tokio::select! {
             biased;
             Some(replied) = replies.next(), if !replies.is_empty() => {
                 if let Err(error) = replied {
-                    eprintln!("raw-server: cannot reply: {error}");
+                    eprintln!("{role}: cannot reply: {error}");
                 }
             }
             delivery = requests.next() => match delivery {
-                Some(delivery) => replies.push(reply(&channel, delivery?, ack)),
+                Some(delivery) => replies.push(reply(delivery?)),
                 None => break,
             },
         }
@@ -137,34 +153,25 @@ pub(crate) async fn call(
 /// Replies still awaited, by message id.
 type Pending = Mutex<HashMap<u64, oneshot::Sender<()>>>;
 
-/// A raw caller: shared by every caller task.
-struct RawEcho {
-    channel: Channel,
-    queue: ShortString,
-    reply_to: ShortString,
+/// The calls awaiting their replies, completed by one dispatcher task that reads the reply
+/// queue; for both lapin echo clients.
+pub(crate) struct Replies {
     pending: Arc<Pending>,
     next_id: AtomicU64,
 }
 
-impl RawEcho {
-    /// Connects, declares the exclusive reply queue and starts the dispatcher. The connection
-    /// is returned so that the caller keeps it open.
-    async fn connect(url: &str, queue: &str) -> crate::Result<(Self, Connection)> {
-        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
-        let channel = connection.create_channel().await?;
-        let exclusive = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        let reply_queue = channel
-            .queue_declare("".into(), exclusive, FieldTable::default())
-            .await?;
-        let reply_to = reply_queue.name().clone();
+impl Replies {
+    /// Consumes `queue` without acks, as `tag`, and completes each waiter whose id is a
+    /// reply's `correlation_id` (in decimal, leading zeros allowed).
+    pub(crate) async fn start(
+        channel: &Channel,
+        queue: ShortString,
+        tag: &str,
+    ) -> lapin::Result<Replies> {
         let mut replies = channel
             .basic_consume(
-                reply_to.clone(),
-                "raw-client".into(),
+                queue,
+                tag.into(),
                 BasicConsumeOptions {
                     no_ack: true,
                     ..Default::default()
@@ -187,12 +194,51 @@ impl RawEcho {
                 }
             }
         });
+        Ok(Replies {
+            pending,
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// A fresh message id, and what completes when its reply comes (or errs once the reply
+    /// consumer has ended).
+    pub(crate) fn expect(&self) -> (u64, oneshot::Receiver<()>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (answered, reply) = oneshot::channel();
+        lock(&self.pending).insert(id, answered);
+        (id, reply)
+    }
+}
+
+/// A raw caller: shared by every caller task.
+struct RawEcho {
+    channel: Channel,
+    queue: ShortString,
+    reply_to: ShortString,
+    replies: Replies,
+}
+
+impl RawEcho {
+    /// Connects, declares the exclusive reply queue and starts the dispatcher. The connection
+    /// is returned so that the caller keeps it open.
+    async fn connect(url: &str, queue: &str) -> crate::Result<(Self, Connection)> {
+        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let reply_queue = channel
+            .queue_declare("".into(), exclusive, FieldTable::default())
+            .await?;
+        let reply_to = reply_queue.name().clone();
+        let replies = Replies::start(&channel, reply_to.clone(), "raw-client").await?;
         let echo = RawEcho {
             channel,
             queue: queue.into(),
             reply_to,
-            pending,
-            next_id: AtomicU64::new(0),
+            replies,
         };
         Ok((echo, connection))
     }
@@ -200,9 +246,7 @@ impl RawEcho {
 
 impl Echo for RawEcho {
     async fn call(&self) -> Result<(), String> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (answered, reply) = oneshot::channel();
-        lock(&self.pending).insert(id, answered);
+        let (id, reply) = self.replies.expect();
         let properties = BasicProperties::default()
             .with_message_id(id.to_string().into())
             .with_reply_to(self.reply_to.clone());

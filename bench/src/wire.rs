@@ -15,13 +15,9 @@
 //!   published to `h2o` `mandatory`, with a kernel request's properties and headers (a fresh
 //!   trace id and deadline per call); the rest as in `raw`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -29,10 +25,9 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::oneshot;
 
 use crate::load::{self, Echo, Pace};
-use crate::raw::PAYLOAD;
+use crate::raw::{PAYLOAD, Replies, answer_each};
 use crate::report::Line;
 
 const REQUESTS: &str = "h2o";
@@ -85,19 +80,15 @@ pub(crate) async fn serve(url: &str, queue: &str) -> crate::Result<()> {
         auto_delete: true,
         ..Default::default()
     };
-    channel
-        .queue_declare(queue.into(), auto_delete, FieldTable::default())
-        .await?;
-    channel
-        .queue_bind(
-            queue.into(),
-            REQUESTS.into(),
-            queue.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut requests = channel
+    declare_bound(
+        &channel,
+        queue.into(),
+        auto_delete,
+        FieldTable::default(),
+        REQUESTS,
+    )
+    .await?;
+    let requests = channel
         .basic_consume(
             queue.into(),
             "wire-server".into(),
@@ -111,22 +102,33 @@ pub(crate) async fn serve(url: &str, queue: &str) -> crate::Result<()> {
         reply_cache_window_ms: None,
     }
     .print()?;
-    let mut replies = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            biased;
-            Some(replied) = replies.next(), if !replies.is_empty() => {
-                if let Err(error) = replied {
-                    eprintln!("wire-server: cannot reply: {error}");
-                }
-            }
-            delivery = requests.next() => match delivery {
-                Some(delivery) => replies.push(reply(&channel, delivery?, &user)),
-                None => break,
-            },
-        }
-    }
-    Err("the request consumer ended".into())
+    answer_each("wire-server", requests, |delivery| {
+        reply(&channel, delivery, &user)
+    })
+    .await
+}
+
+/// Declares `queue` and binds it to `exchange` under its own name, as the kernel binds a work
+/// queue (to `h2o`) and an instance queue (to `h2o.direct`).
+async fn declare_bound(
+    channel: &Channel,
+    queue: ShortString,
+    options: QueueDeclareOptions,
+    arguments: FieldTable,
+    exchange: &str,
+) -> lapin::Result<()> {
+    channel
+        .queue_declare(queue.clone(), options, arguments)
+        .await?;
+    channel
+        .queue_bind(
+            queue.clone(),
+            exchange.into(),
+            queue,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Publishes the body back as a kernel reply to the request's `reply_to`, then acks it.
@@ -176,17 +178,13 @@ pub(crate) async fn call(
     Line::Result(measured).print()
 }
 
-/// Replies still awaited, by message id.
-type Pending = Mutex<HashMap<u64, oneshot::Sender<()>>>;
-
 /// A caller speaking the kernel's wire: shared by every caller task.
 struct WireEcho {
     channel: Channel,
     queue: ShortString,
     reply_to: ShortString,
     user: ShortString,
-    pending: Arc<Pending>,
-    next_id: AtomicU64,
+    replies: Replies,
 }
 
 impl WireEcho {
@@ -205,51 +203,14 @@ impl WireEcho {
             "x-max-length".into(),
             AMQPValue::LongInt(INSTANCE_QUEUE_MAX_LENGTH),
         );
-        channel
-            .queue_declare(reply_to.clone(), exclusive, arguments)
-            .await?;
-        channel
-            .queue_bind(
-                reply_to.clone(),
-                REPLIES.into(),
-                reply_to.clone(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut replies = channel
-            .basic_consume(
-                reply_to.clone(),
-                "wire-client".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let pending = Arc::new(Pending::default());
-        let dispatched = Arc::clone(&pending);
-        tokio::spawn(async move {
-            while let Some(Ok(reply)) = replies.next().await {
-                let id = reply
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .and_then(|id| id.as_str().parse::<u64>().ok());
-                let waiter = id.and_then(|id| lock(&dispatched).remove(&id));
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(());
-                }
-            }
-        });
+        declare_bound(&channel, reply_to.clone(), exclusive, arguments, REPLIES).await?;
+        let replies = Replies::start(&channel, reply_to.clone(), "wire-client").await?;
         let echo = WireEcho {
             channel,
             queue: queue.into(),
             reply_to,
             user,
-            pending,
-            next_id: AtomicU64::new(0),
+            replies,
         };
         Ok((echo, connection))
     }
@@ -297,9 +258,7 @@ impl WireEcho {
 
 impl Echo for WireEcho {
     async fn call(&self) -> Result<(), String> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (answered, reply) = oneshot::channel();
-        lock(&self.pending).insert(id, answered);
+        let (id, reply) = self.replies.expect();
         let mandatory = BasicPublishOptions {
             mandatory: true,
             ..Default::default()
@@ -322,9 +281,4 @@ impl Echo for WireEcho {
 
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
-}
-
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
-    // Inserts and removes cannot leave the map half changed.
-    pending.lock().unwrap_or_else(PoisonError::into_inner)
 }
