@@ -8,7 +8,8 @@ mod support;
 use kernel_proto::examples::Greeted;
 use kernel_transport::{ContentType, Envelope};
 use prost::Message;
-use support::{Platform, bounded, unique};
+use support::{Platform, Watching, bounded, unique};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn greeted(topic: &str) -> (Envelope, usize) {
     let bytes = Greeted {
@@ -23,30 +24,45 @@ fn greeted(topic: &str) -> (Envelope, usize) {
     )
 }
 
-/// A subscriber announces that it takes a `Greeted` on `PREFIX.#`: a protobuf publication on
-/// `PREFIX.greeted` is decoded as one, with no `--type`. The watch may receive it before it
-/// hears the announcement (every half second); it then holds it until it does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_decodes_by_the_type_a_subscriber_announces() {
+/// A platform with an audit service subscribed to `<name>.#` (it announces that it takes a
+/// `Greeted` there), and `kernel watch <name>.greeted --json --count 1 --for 30s <args>`:
+/// the platform, the topic, the watch, and what the auditor records.
+async fn audited_watch(
+    name: &str,
+    args: &[&str],
+) -> (Platform, String, Watching, UnboundedReceiver<Greeted>) {
     let mut platform = Platform::start().await;
-    let prefix = unique("cli.audited");
-    let mut recorded = platform.start_audit(&format!("{prefix}.#")).await;
+    let prefix = unique(name);
+    let recorded = platform.start_audit(&format!("{prefix}.#")).await;
     let topic = format!("{prefix}.greeted");
+    let mut all = vec!["--json", "--count", "1", "--for", "30s"];
+    all.extend_from_slice(args);
+    let watching = platform.watch(&topic, &all).await;
+    (platform, topic, watching, recorded)
+}
 
-    let mut watching = platform
-        .watch(&topic, &["--json", "--count", "1", "--for", "30s"])
-        .await;
-    let (publication, _) = greeted(&topic);
-    platform.publish(&topic, publication).await;
-
-    let line = watching.next_json().await;
-    assert_eq!(line["topic"], topic.as_str());
+/// The line for the publication of [`greeted`], decoded by the auditor's announcement.
+fn assert_greeted_from_the_registry(line: &serde_json::Value) {
     assert_eq!(line["type"], "kernel.examples.v1.Greeted", "{line}");
     assert_eq!(line["type_from"], "registry", "{line}");
     assert_eq!(
         line["message"],
         serde_json::json!({"name": "ada", "count": "3"})
     );
+}
+
+/// A subscriber announces that it takes a `Greeted` on `PREFIX.#`: a protobuf publication on
+/// `PREFIX.greeted` is decoded as one, with no `--type`. The watch may receive it before it
+/// hears the announcement (every half second); it then holds it until it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_decodes_by_the_type_a_subscriber_announces() {
+    let (platform, topic, mut watching, mut recorded) = audited_watch("cli.audited", &[]).await;
+    let (publication, _) = greeted(&topic);
+    platform.publish(&topic, publication).await;
+
+    let line = watching.next_json().await;
+    assert_eq!(line["topic"], topic.as_str());
+    assert_greeted_from_the_registry(&line);
     assert_eq!(watching.exit_code().await, Some(0));
     // The subscriber whose announcement named the type got the publication too.
     let heard = bounded("the subscriber to record the publication", recorded.recv())
@@ -99,24 +115,11 @@ async fn watch_shows_raw_bytes_when_nothing_names_the_type() {
 /// that announces `Greeted`, decoded as another type names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_type_flag_wins_over_the_registry() {
-    let mut platform = Platform::start().await;
-    let prefix = unique("cli.flagged");
-    let _recorded = platform.start_audit(&format!("{prefix}.#")).await;
-    let topic = format!("{prefix}.greeted");
-    let mut watching = platform
-        .watch(
-            &topic,
-            &[
-                "--json",
-                "--count",
-                "1",
-                "--for",
-                "30s",
-                "--type",
-                "kernel.examples.v1.HelloRequest",
-            ],
-        )
-        .await;
+    let (platform, topic, mut watching, _recorded) = audited_watch(
+        "cli.flagged",
+        &["--type", "kernel.examples.v1.HelloRequest"],
+    )
+    .await;
     let (publication, _) = greeted(&topic);
     platform.publish(&topic, publication).await;
     let line = watching.next_json().await;
@@ -137,13 +140,7 @@ async fn the_type_flag_wins_over_the_registry() {
 async fn hostile_announcements_neither_stop_the_watch_nor_name_the_type() {
     use kernel_proto::platform::{Announcement, AnnouncementEvent, EndpointInfo};
 
-    let mut platform = Platform::start().await;
-    let prefix = unique("cli.hostile");
-    let _recorded = platform.start_audit(&format!("{prefix}.#")).await;
-    let topic = format!("{prefix}.greeted");
-    let mut watching = platform
-        .watch(&topic, &["--json", "--count", "1", "--for", "30s"])
-        .await;
+    let (platform, topic, mut watching, _recorded) = audited_watch("cli.hostile", &[]).await;
 
     let discovery = kernel_server::DISCOVERY_TOPIC;
     let announce = |announcement: Announcement| {
@@ -192,12 +189,6 @@ async fn hostile_announcements_neither_stop_the_watch_nor_name_the_type() {
     let (publication, _) = greeted(&topic);
     platform.publish(&topic, publication).await;
 
-    let line = watching.next_json().await;
-    assert_eq!(line["type"], "kernel.examples.v1.Greeted", "{line}");
-    assert_eq!(line["type_from"], "registry", "{line}");
-    assert_eq!(
-        line["message"],
-        serde_json::json!({"name": "ada", "count": "3"})
-    );
+    assert_greeted_from_the_registry(&watching.next_json().await);
     assert_eq!(watching.exit_code().await, Some(0));
 }
