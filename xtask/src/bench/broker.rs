@@ -8,7 +8,7 @@
 use std::fs;
 use std::time::Duration;
 
-use super::process::cpu_time_of;
+use super::process::cpu_time_of_pid;
 
 /// A local broker process.
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +64,7 @@ impl Broker {
 
     /// The CPU time (user + system) the broker has used so far.
     pub(crate) fn cpu_time(self) -> Option<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        cpu_time_of(&stat)
+        cpu_time_of_pid(self.pid)
     }
 }
 

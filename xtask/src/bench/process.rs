@@ -173,8 +173,7 @@ impl Server {
 
     /// The CPU time (user + system) the server has used so far, if `/proc` says.
     pub(crate) fn cpu_time(&self) -> Option<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.role.child.id())).ok()?;
-        cpu_time_of(&stat)
+        cpu_time_of_pid(self.role.child.id())
     }
 
     /// Fails (naming its log) if the server has exited.
@@ -248,9 +247,15 @@ fn vm_rss(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The CPU time (user + system) process `pid` has used so far, if `/proc` says.
+pub(crate) fn cpu_time_of_pid(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of(&stat)
+}
+
 /// utime + stime (fields 14 and 15 of `/proc/<pid>/stat`, after the parenthesised command
 /// name), in `USER_HZ` ticks, which Linux fixes at 100 a second for this interface.
-pub(crate) fn cpu_time_of(stat: &str) -> Option<Duration> {
+fn cpu_time_of(stat: &str) -> Option<Duration> {
     let (_, after_name) = stat.rsplit_once(')')?;
     let mut fields = after_name.split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
