@@ -43,7 +43,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// Decodes the request (`BadRequest` if it does not decode), runs the handler, and encodes
     /// its response as the request was encoded.
-    fn handle(&self, envelope: &Envelope, scope: Scope) -> BoxFuture<Result<Bytes, Error>>;
+    fn handle(&self, envelope: &Arc<Envelope>, scope: Scope) -> BoxFuture<Result<Bytes, Error>>;
 }
 
 pub(crate) struct Typed<H, Req, Rsp> {
@@ -66,9 +66,9 @@ where
     Req: Message,
     Rsp: Message,
 {
-    fn handle(&self, envelope: &Envelope, scope: Scope) -> BoxFuture<Result<Bytes, Error>> {
+    fn handle(&self, envelope: &Arc<Envelope>, scope: Scope) -> BoxFuture<Result<Bytes, Error>> {
         let decoded = codec::decode::<Req>(envelope.content_type, &envelope.payload);
-        let context = RequestContext::from_envelope(envelope, scope);
+        let context = RequestContext::from_envelope(Arc::clone(envelope), scope);
         let handler = Arc::clone(&self.handler);
         Box::pin(async move {
             let message = decoded.map_err(|e| {
@@ -77,7 +77,7 @@ where
                     format!("the request does not decode: {e}"),
                 )
             })?;
-            let content_type = context.content_type.for_reply();
+            let content_type = context.content_type().for_reply();
             let response = handler.call(Request::new(message, context)).await?;
             codec::encode(content_type, &response).map_err(|e| {
                 Error::internal_server_error(

@@ -37,6 +37,8 @@ use crate::service::Inner;
 /// Answers one request from the work queue, then acks it.
 pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
     let (request, acker) = delivery.into_parts();
+    // Shared with the handler's `RequestContext`, which then copies none of its fields.
+    let request = Arc::new(request);
     let transport = inner.client.transport();
     if request.is_ping() {
         if !request.reply_to.is_empty() {
@@ -144,7 +146,7 @@ pub(crate) fn clip(text: &str) -> &str {
 /// deadline), then dispatches; `Overloaded` (`kernel.server.capacity`) if no slot came.
 async fn admit_and_dispatch(
     inner: &Inner,
-    request: &Envelope,
+    request: &Arc<Envelope>,
     user: &mut Option<String>,
 ) -> Result<bytes::Bytes, Error> {
     let mean = inner
@@ -192,7 +194,7 @@ async fn admit_and_dispatch(
 /// Finds the endpoint and runs its handler, turning a panic into an internal error.
 async fn dispatch(
     inner: &Inner,
-    request: &Envelope,
+    request: &Arc<Envelope>,
     user: &mut Option<String>,
 ) -> Result<bytes::Bytes, Error> {
     if !request.service.is_empty() && request.service != inner.name {
@@ -264,7 +266,7 @@ fn caller_identity(request: &Envelope) -> Option<&str> {
 async fn run_handler(
     inner: &Inner,
     endpoint: &Endpoint,
-    request: &Envelope,
+    request: &Arc<Envelope>,
     scope: Scope,
 ) -> Result<bytes::Bytes, Error> {
     let handler = Arc::clone(&endpoint.handler);
@@ -337,6 +339,7 @@ fn answer(
 /// Hands one publication to its subscribing endpoint, then acks it.
 pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: Delivery) {
     let (publication, acker) = delivery.into_parts();
+    let publication = Arc::new(publication);
     if let Some(endpoint) = inner.endpoints.get(endpoint) {
         let started = Instant::now();
         let authorised = match authorise(inner, endpoint, &publication).await {

@@ -1,6 +1,6 @@
 //! [`Request`]: what a handler receives.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use kernel_auth::{Scope, User};
@@ -35,39 +35,20 @@ pub struct Request<T> {
 }
 
 /// Who sent a request, when they stop waiting, and the rest of its headers.
+///
+/// It shares the received envelope rather than copying its fields: cloning a context, or
+/// making one per request, allocates nothing.
 #[derive(Clone, Debug, Default)]
 pub struct RequestContext {
-    pub(crate) service: String,
-    pub(crate) endpoint: String,
-    pub(crate) message_id: String,
-    pub(crate) caller: String,
-    pub(crate) session_id: String,
-    pub(crate) trace_id: String,
-    pub(crate) parent_message_id: String,
-    pub(crate) topic: String,
-    pub(crate) deadline: Option<SystemTime>,
-    pub(crate) content_type: ContentType,
-    pub(crate) headers: HashMap<String, String>,
-    pub(crate) scope: Scope,
+    /// The request as received (its payload is decoded into the [`Request`]'s message).
+    envelope: Arc<Envelope>,
+    scope: Scope,
 }
 
 impl RequestContext {
-    /// Everything but the payload of a received envelope.
-    pub(crate) fn from_envelope(envelope: &Envelope, scope: Scope) -> Self {
-        RequestContext {
-            service: envelope.service.clone(),
-            endpoint: envelope.endpoint.clone(),
-            message_id: envelope.message_id.clone(),
-            caller: envelope.from.clone(),
-            session_id: envelope.session_id.clone(),
-            trace_id: trace_id(envelope).to_owned(),
-            parent_message_id: envelope.parent_message_id.clone(),
-            topic: envelope.topic.clone(),
-            deadline: envelope.deadline,
-            content_type: envelope.content_type,
-            headers: envelope.headers.clone(),
-            scope,
-        }
+    /// The context of a received envelope.
+    pub(crate) fn from_envelope(envelope: Arc<Envelope>, scope: Scope) -> Self {
+        RequestContext { envelope, scope }
     }
 }
 
@@ -112,42 +93,42 @@ impl<T> Request<T> {
 
     /// The calling service (`from` header); empty if the caller did not say.
     pub fn caller(&self) -> &str {
-        &self.context.caller
+        &self.context.envelope.from
     }
 
     /// The caller's session id; empty if none.
     pub fn session_id(&self) -> &str {
-        &self.context.session_id
+        &self.context.envelope.session_id
     }
 
     /// The trace id; empty if none.
     pub fn trace_id(&self) -> &str {
-        &self.context.trace_id
+        trace_id(&self.context.envelope)
     }
 
     /// When the caller stops waiting; work past it is wasted.
     pub fn deadline(&self) -> Option<SystemTime> {
-        self.context.deadline
+        self.context.envelope.deadline
     }
 
     /// The request's message id (for a publication, the publication's).
     pub fn message_id(&self) -> &str {
-        &self.context.message_id
+        &self.context.envelope.message_id
     }
 
     /// The endpoint called (empty for a publication).
     pub fn endpoint(&self) -> &str {
-        &self.context.endpoint
+        &self.context.envelope.endpoint
     }
 
     /// The topic, for a publication (empty for a request).
     pub fn topic(&self) -> &str {
-        &self.context.topic
+        &self.context.envelope.topic
     }
 
     /// A header the wire contract does not name, if the caller sent it.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.context.headers.get(name).map(String::as_str)
+        self.context.envelope.headers.get(name).map(String::as_str)
     }
 
     /// Who the request acts for: its signed-in user (recovered from its session before the
@@ -181,27 +162,27 @@ impl<T> Request<T> {
 impl RequestContext {
     /// The calling service; empty if the caller did not say.
     pub fn caller(&self) -> &str {
-        &self.caller
+        &self.envelope.from
     }
 
     /// The id of the request being handled, to pass on as the parent of calls made for it.
     pub fn message_id(&self) -> &str {
-        &self.message_id
+        &self.envelope.message_id
     }
 
     /// The id of the request the caller was handling when it called, if it said.
     pub fn parent_message_id(&self) -> &str {
-        &self.parent_message_id
+        &self.envelope.parent_message_id
     }
 
     /// How the request was encoded (the reply uses the same).
     pub fn content_type(&self) -> ContentType {
-        self.content_type
+        self.envelope.content_type
     }
 
     /// The service the request was addressed to.
     pub fn service(&self) -> &str {
-        &self.service
+        &self.envelope.service
     }
 
     /// A call made on behalf of this request, as H2's `ScopedRequest`: it carries the
@@ -243,15 +224,15 @@ impl RequestContext {
     ) -> Call<'a, Rsp> {
         // The scope's user, if a handler signed one in; else the session the request named.
         let session_id = self.scope.auth_user().map_or_else(
-            || self.session_id.clone(),
+            || self.envelope.session_id.clone(),
             |user| user.session_id().to_owned(),
         );
         let call = client
             .call(service, endpoint, request)
             .session_id(session_id)
-            .trace_id(self.trace_id.clone())
-            .parent_message_id(self.message_id.clone());
-        match self.deadline {
+            .trace_id(trace_id(&self.envelope))
+            .parent_message_id(self.envelope.message_id.as_str());
+        match self.envelope.deadline {
             Some(at) => call.not_after(at),
             None => call,
         }
