@@ -78,6 +78,43 @@ fn give_back_memory() {
     }
 }
 
+/// glibc's own default trim threshold (128 KiB), which [`fix_trim_threshold`] makes final.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: libc::c_int = 128 * 1024;
+
+/// Keeps glibc's trim threshold at its default for the life of the process, unless the
+/// operator set one (`MALLOC_TRIM_THRESHOLD_`, or `GLIBC_TUNABLES` naming any malloc setting).
+///
+/// Left to itself, glibc raises the threshold to twice the largest block it returned with
+/// `munmap` (a generation's hash table after a burst: megabytes). A thread's heap then keeps
+/// its free top for good, and [`give_back_memory`] cannot help: `malloc_trim` releases free
+/// pages inside every heap but the free top of the main heap only. Measured with
+/// `cargo xtask bench memory` (100,000 calls at concurrency 64, then the window): resident
+/// size 1.22 × idle without this, 1.08 to 1.09 × with it. Fixing the threshold also fixes the
+/// mmap threshold (glibc stops sliding both): blocks over 128 KiB are always mapped afresh,
+/// as they are in any process until it frees its first one.
+#[cfg_attr(
+    all(target_os = "linux", target_env = "gnu"),
+    expect(unsafe_code, reason = "mallopt is a C function")
+)]
+fn fix_trim_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let set_by_operator = std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
+                || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."));
+            if !set_by_operator {
+                // SAFETY: `mallopt` takes the allocator's lock and changes a setting that
+                // applies to later frees; it has no preconditions on its caller.
+                unsafe {
+                    libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+                }
+            }
+        });
+    }
+}
+
 /// What to do with an arriving request.
 #[derive(Debug)]
 pub(crate) enum Seen {
@@ -155,6 +192,7 @@ impl ReplyCache {
     }
 
     fn with_max_bytes(max_bytes: u64) -> Self {
+        fix_trim_threshold();
         ReplyCache {
             keys: (RandomState::new(), RandomState::new()),
             max_bytes,
