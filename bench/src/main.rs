@@ -5,6 +5,8 @@
 //! |---|---|
 //! | `raw-server` | a lapin echo, no kernel code: a consumer that publishes each body back to its `reply_to` |
 //! | `raw-client` | lapin callers: one shared exclusive reply queue, correlation by message id |
+//! | `wire-server` | a lapin echo speaking the kernel's wire: its exchanges, manual acks and prefetch, its properties and headers |
+//! | `wire-client` | lapin callers speaking the kernel's wire (mandatory, expiration, headers) |
 //! | `kernel-server` | an echo service built with the kernel, its default middleware on |
 //! | `kernel-client` | kernel `Client::call`s to it: breaker, retry budget, metrics, tracing |
 //! | `inproc` | the kernel's echo service and client in one process, on the in-process broker |
@@ -17,6 +19,9 @@
 //! (`src/report.rs` shows the lines). The method is in `docs/benchmarks.md`.
 //!
 //! Every address must be on loopback: the benchmark floods what it connects to.
+//!
+//! Every role allocates with the system allocator, or, built with the `mimalloc` feature, with
+//! mimalloc: the raw baselines as much as the kernel.
 
 #![allow(clippy::print_stdout)] // the results are lines on stdout, for `cargo xtask bench`
 
@@ -33,6 +38,11 @@ use clap::{Args, Parser, Subcommand};
 use kernel::transport::WorkQueueType;
 
 use crate::load::Pace;
+
+/// One allocator for every role, so that a ratio compares code, not allocators.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What every role's `main` returns on failure: a sentence saying what failed.
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;

@@ -21,8 +21,8 @@ const LATENCY: Target = Target::AtLeast(30.0);
 pub(super) fn run(bench: &Bench, rounds: u32, pace: &PaceArgs) -> Result<()> {
     println!(
         "inproc: the kernel on the in-process broker against raw lapin over RabbitMQ, \
-         {rounds} round(s), {} s per run after {} s of warm-up",
-        pace.seconds, pace.warmup
+         {rounds} round(s), {} s per run after {} s of warm-up; allocator: {}",
+        pace.seconds, pace.warmup, bench.allocator
     );
     let mut in_process: Vec<(u32, Measured)> = Vec::new();
     let mut raw: Vec<(u32, Measured)> = Vec::new();

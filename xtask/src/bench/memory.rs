@@ -35,8 +35,9 @@ pub(super) fn run(bench: &Bench, calls: u64, concurrency: usize) -> Result<()> {
         .reply_cache_window
         .ok_or("kernel-server's ready line did not give its reply cache's window")?;
     println!(
-        "memory: resident size (VmRSS) of a kernel echo server (pid {}), {calls} calls at concurrency {concurrency}",
-        server.pid()
+        "memory: resident size (VmRSS) of a kernel echo server (pid {}), {calls} calls at concurrency {concurrency}; allocator: {}",
+        server.pid(),
+        bench.allocator
     );
     std::thread::sleep(SETTLE);
     let idle = server.rss()?;

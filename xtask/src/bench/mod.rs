@@ -8,7 +8,8 @@
 //! | `memory` | a kernel echo server's RSS: idle, after 100,000 calls, after the reply cache's window | 20 MB idle, 1.1 × idle after |
 //! | `criterion` | the workspace's criterion benchmarks (engines up) | their own same-run baselines |
 //!
-//! The processes are the roles of one release binary, `kernel-bench` (`bench/`), built first.
+//! The processes are the roles of one release binary, `kernel-bench` (`bench/`), built first,
+//! with the system allocator in every role (`--allocator mimalloc`: mimalloc in every role).
 //! Servers say they are ready by a line on stdout; clients print one result line each. Every
 //! child is killed when the command ends, however it ends: a server also exits when the pipe
 //! on its stdin closes. The method and the targets are in `docs/benchmarks.md`.
@@ -90,6 +91,33 @@ impl PaceArgs {
     }
 }
 
+/// How the processes are built.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BuildArgs {
+    /// The allocator of every process, baselines and kernel alike.
+    #[arg(long, value_enum, default_value_t = Allocator::System)]
+    allocator: Allocator,
+}
+
+/// A global allocator `kernel-bench` can be built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Allocator {
+    /// The system's (glibc's malloc on Linux): what a service gets unless it chooses.
+    System,
+    /// mimalloc (`kernel-bench`'s `mimalloc` feature).
+    Mimalloc,
+}
+
+impl Allocator {
+    /// Its name, as the reports print it.
+    fn name(self) -> &'static str {
+        match self {
+            Allocator::System => "the system's",
+            Allocator::Mimalloc => "mimalloc",
+        }
+    }
+}
+
 /// `cargo xtask bench rpc`.
 #[derive(Debug, Args)]
 pub(crate) struct RpcArgs {
@@ -98,6 +126,8 @@ pub(crate) struct RpcArgs {
     rounds: u32,
     #[command(flatten)]
     pace: PaceArgs,
+    #[command(flatten)]
+    build: BuildArgs,
 }
 
 /// `cargo xtask bench inproc`.
@@ -108,6 +138,8 @@ pub(crate) struct InprocArgs {
     rounds: u32,
     #[command(flatten)]
     pace: PaceArgs,
+    #[command(flatten)]
+    build: BuildArgs,
 }
 
 /// `cargo xtask bench memory`.
@@ -119,6 +151,8 @@ pub(crate) struct MemoryArgs {
     /// Calls in flight at once.
     #[arg(long, env = "KERNEL_BENCH_MEMORY_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
+    #[command(flatten)]
+    build: BuildArgs,
 }
 
 /// Runs one `bench` action.
@@ -127,18 +161,22 @@ pub(crate) fn run(root: &Path, action: Action) -> Result<()> {
         Action::Rpc(args) => {
             args.pace.check()?;
             rounds(args.rounds)?;
-            rpc::run(&Bench::prepare(root)?, args.rounds, &args.pace)
+            rpc::run(&Bench::prepare(root, &args.build)?, args.rounds, &args.pace)
         }
         Action::Inproc(args) => {
             args.pace.check()?;
             rounds(args.rounds)?;
-            inproc::run(&Bench::prepare(root)?, args.rounds, &args.pace)
+            inproc::run(&Bench::prepare(root, &args.build)?, args.rounds, &args.pace)
         }
         Action::Memory(args) => {
             if !(1..=10_000_000).contains(&args.calls) || !(1..=1024).contains(&args.concurrency) {
                 return Err("--calls must be 1 to 10,000,000, --concurrency 1 to 1024".into());
             }
-            memory::run(&Bench::prepare(root)?, args.calls, args.concurrency)
+            memory::run(
+                &Bench::prepare(root, &args.build)?,
+                args.calls,
+                args.concurrency,
+            )
         }
         Action::Criterion { cargo_args } => criterion(root, &cargo_args),
     }
@@ -165,17 +203,19 @@ pub(crate) struct Bench {
     run_id: String,
     /// The broker's process, when it runs on this machine (for its CPU time per call).
     broker: Option<broker::Broker>,
+    /// The processes' allocator, for the reports.
+    allocator: &'static str,
 }
 
 impl Bench {
     /// Builds `kernel-bench` in release and finds the broker: `KERNEL_AMQP_URL` if set, else
     /// the engines `cargo xtask services up` starts.
-    fn prepare(root: &Path) -> Result<Self> {
-        crate::cargo(
-            root,
-            &["build", "--release", "--locked", "-p", "kernel-bench"],
-            &[],
-        )?;
+    fn prepare(root: &Path, build: &BuildArgs) -> Result<Self> {
+        let mut cargo_args = vec!["build", "--release", "--locked", "-p", "kernel-bench"];
+        if build.allocator == Allocator::Mimalloc {
+            cargo_args.extend(["--features", "mimalloc"]);
+        }
+        crate::cargo(root, &cargo_args, &[])?;
         let target = crate::workspace::target_dir(root);
         let amqp_url = match std::env::var("KERNEL_AMQP_URL") {
             Ok(url) if !url.is_empty() => url,
@@ -190,6 +230,7 @@ impl Bench {
             amqp_url,
             logs,
             run_id: std::process::id().to_string(),
+            allocator: build.allocator.name(),
         })
     }
 

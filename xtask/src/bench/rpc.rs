@@ -128,6 +128,7 @@ pub(super) fn run(bench: &Bench, rounds: u32, pace: &PaceArgs) -> Result<()> {
         "rpc: kernel against raw lapin over RabbitMQ (and lapin on the kernel's wire), {rounds} round(s), {} s per run after {} s of warm-up",
         pace.seconds, pace.warmup
     );
+    println!("allocator: {} in every process of ours", bench.allocator);
     match bench.broker {
         Some(broker) => println!(
             "broker CPU: the process listening on the broker's port ({})",
