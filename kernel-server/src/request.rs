@@ -36,13 +36,39 @@ pub struct Request<T> {
 
 /// Who sent a request, when they stop waiting, and the rest of its headers.
 ///
-/// It shares the received envelope rather than copying its fields: cloning a context, or
-/// making one per request, allocates nothing.
-#[derive(Clone, Debug, Default)]
+/// It shares the received envelope rather than copying its fields: making one per request,
+/// or cloning one, copies none of them.
+#[derive(Clone, Default)]
 pub struct RequestContext {
     /// The request as received (its payload is decoded into the [`Request`]'s message).
     envelope: Arc<Envelope>,
     scope: Scope,
+}
+
+/// What the accessors show, without the payload (the [`Request`]'s message is its decoded
+/// form) and without the session id (a key to the caller's session), which shows only whether
+/// there was one.
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let envelope = &self.envelope;
+        f.debug_struct("RequestContext")
+            .field("service", &envelope.service)
+            .field("endpoint", &envelope.endpoint)
+            .field("message_id", &envelope.message_id)
+            .field("caller", &envelope.from)
+            .field(
+                "session_id",
+                &(!envelope.session_id.is_empty()).then_some("<redacted>"),
+            )
+            .field("trace_id", &trace_id(envelope))
+            .field("parent_message_id", &envelope.parent_message_id)
+            .field("topic", &envelope.topic)
+            .field("deadline", &envelope.deadline)
+            .field("content_type", &envelope.content_type)
+            .field("headers", &envelope.headers)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl RequestContext {
@@ -236,5 +262,63 @@ impl RequestContext {
             Some(at) => call.not_after(at),
             None => call,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kernel_transport::trace;
+
+    use super::*;
+
+    fn received() -> Arc<Envelope> {
+        let trace_id = trace::new_trace_id();
+        let mut envelope = Envelope::request(
+            "com.example.greeter",
+            "hello",
+            ContentType::Protobuf,
+            "payload-bytes".into(),
+        );
+        envelope.from = "com.example.web".into();
+        envelope.session_id = "secret-session".into();
+        envelope.headers.insert(
+            trace::TRACEPARENT.into(),
+            trace::traceparent(&trace_id).expect("a W3C trace id"),
+        );
+        Arc::new(envelope)
+    }
+
+    #[test]
+    fn the_context_reads_the_received_envelope() {
+        let envelope = received();
+        let request = Request::new(
+            (),
+            RequestContext::from_envelope(Arc::clone(&envelope), Scope::anonymous()),
+        );
+        assert_eq!(request.caller(), "com.example.web");
+        assert_eq!(request.endpoint(), "hello");
+        assert_eq!(request.message_id(), envelope.message_id);
+        assert_eq!(request.session_id(), "secret-session");
+        // No traceID header: the trace of the W3C traceparent.
+        let traceparent = &envelope.headers[trace::TRACEPARENT];
+        assert_eq!(Some(request.trace_id()), trace::trace_id_of(traceparent));
+        assert_eq!(
+            request.header(trace::TRACEPARENT),
+            Some(traceparent.as_str())
+        );
+        assert_eq!(request.context().service(), "com.example.greeter");
+    }
+
+    #[test]
+    fn debug_shows_neither_the_session_id_nor_the_payload() {
+        let envelope = received();
+        let context = RequestContext::from_envelope(Arc::clone(&envelope), Scope::anonymous());
+        let shown = format!("{context:?}");
+        assert!(!shown.contains("secret-session"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(!shown.contains("payload"), "{shown}");
+        let trace_id = trace::trace_id_of(&envelope.headers[trace::TRACEPARENT]).unwrap();
+        assert!(shown.contains(trace_id), "{shown}");
+        assert!(shown.contains("com.example.web"), "{shown}");
     }
 }
