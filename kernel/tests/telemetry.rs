@@ -122,6 +122,40 @@ fn text_lines_name_the_request_span_and_its_trace() {
     );
     assert!(lines[0].contains("handled user=42"), "{}", lines[0]);
     assert!(!lines[0].contains('\u{1b}'), "{}", lines[0]);
+    // The whole shape: every span field as name=value, an event's message bare, then its own.
+    let span = format!(
+        r#"request{{service="com.example.greeter" endpoint="hello" caller="com.example.web" message_id="m-1" trace_id={TRACE}}}"#
+    );
+    assert!(
+        lines[0].contains(&format!("{span}: telemetry: handled user=42")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with(&format!(
+            r#"{span}:db{{table="users"}}: telemetry: slow query"#
+        )),
+        "{}",
+        lines[1]
+    );
+}
+
+/// Text lines escape what could drive a terminal: a message carrying an escape sequence (from
+/// a caller's input, say) reaches a log file that people `tail` as text, not as a command.
+#[test]
+fn text_lines_escape_terminal_control_characters() {
+    let lines = logged(&config(LogFormat::Text, "info"), || {
+        let from_the_wire = "\u{1b}[2J\u{7}name";
+        tracing::warn!("unknown endpoint {from_the_wire}");
+    });
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(!lines[0].contains('\u{1b}'), "{:?}", lines[0]);
+    assert!(!lines[0].contains('\u{7}'), "{:?}", lines[0]);
+    assert!(
+        lines[0].ends_with(r"unknown endpoint \x1b[2J\x07name"),
+        "{:?}",
+        lines[0]
+    );
 }
 
 /// The filter keeps what it names and nothing else.
