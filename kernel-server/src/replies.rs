@@ -94,7 +94,7 @@ const THRESHOLD: libc::c_int = 128 * 1024;
 /// keeps its free top for good, and [`give_back_memory`] cannot help: `malloc_trim` releases
 /// free pages inside every heap but the free top of the main heap only. Measured with
 /// `cargo xtask bench memory` (100,000 calls at concurrency 64, then the window): resident
-/// size 1.22 × idle without this, 1.09 to 1.10 × with it. Setting either threshold stops glibc
+/// size 1.22 × idle without this, 1.06 to 1.10 × with it. Setting either threshold stops glibc
 /// sliding both, so both are set: blocks over 128 KiB are always mapped afresh, as they are in
 /// any process until it frees its first one.
 #[cfg_attr(
