@@ -95,8 +95,11 @@ async fn replication(hosts: &str, keyspace: &str) -> String {
     format!("{pairs:?}")
 }
 
-/// Takes and releases `id` once on `lock`, returning how long the acquire took.
-async fn cycle(lock: &CassandraGlobalLock, id: &str) -> Duration {
+/// Takes and releases `id` once on `lock`, returning how long the acquire took. Before
+/// `stalls_until` (the ring's detection of a killed node) the release may end in an engine
+/// error, as any statement may then: the lock lapses at its lease, which the next acquire
+/// waits out. After it, the release must succeed.
+async fn cycle(lock: &CassandraGlobalLock, id: &str, stalls_until: Option<Instant>) -> Duration {
     let started = Instant::now();
     let guard = lock
         .lock(id)
@@ -106,7 +109,13 @@ async fn cycle(lock: &CassandraGlobalLock, id: &str) -> Duration {
         .await
         .unwrap_or_else(|e| panic!("acquire {id}: {e} ({:?})", started.elapsed()));
     let took = started.elapsed();
-    guard.unlock().await.unwrap();
+    match guard.unlock().await {
+        Ok(()) => {}
+        Err(SyncError::Backend { .. }) if stalls_until.is_some_and(|end| Instant::now() < end) => {
+            eprintln!("release of {id} stalled before the ring marked the node down");
+        }
+        Err(error) => panic!("release {id}: {error}"),
+    }
     took
 }
 
@@ -154,7 +163,7 @@ async fn the_global_lock_tolerates_one_node_down_and_refuses_everyone_with_two_d
         replication(&hosts, &keyspace).await,
         r#"[("class", "org.apache.cassandra.locator.SimpleStrategy"), ("replication_factor", "3")]"#
     );
-    let all_up = cycle(&holder, "warm-up").await;
+    let all_up = cycle(&holder, "warm-up", None).await;
     eprintln!("all up: an acquire took {all_up:.1?}");
 
     // One node down.
@@ -193,7 +202,7 @@ async fn the_global_lock_tolerates_one_node_down_and_refuses_everyone_with_two_d
     let mut cycles = Vec::new();
     // Past the ring's detection, and through at least one refresh of the holder's lease.
     while killed_at.elapsed() < ONE_DOWN || held_at.elapsed() < HOLD_FOR.mul_f64(0.9) {
-        cycles.push(cycle(&other, "cycle").await);
+        cycles.push(cycle(&other, "cycle", Some(killed_at + DETECTION)).await);
         assert_eq!(
             held.loss(),
             None,
@@ -258,5 +267,5 @@ async fn the_global_lock_tolerates_one_node_down_and_refuses_everyone_with_two_d
     back.unlock().await.unwrap();
     let took = third.restart().await;
     eprintln!("cassandra-3 back in {took:.1?}");
-    cycle(&other, "cycle").await;
+    cycle(&other, "cycle", None).await;
 }
