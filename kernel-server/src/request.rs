@@ -119,7 +119,7 @@ impl<T> Request<T> {
 
     /// The calling service (`from` header); empty if the caller did not say.
     pub fn caller(&self) -> &str {
-        &self.context.envelope.from
+        self.context.caller()
     }
 
     /// The caller's session id; empty if none.
@@ -139,7 +139,7 @@ impl<T> Request<T> {
 
     /// The request's message id (for a publication, the publication's).
     pub fn message_id(&self) -> &str {
-        &self.context.envelope.message_id
+        self.context.message_id()
     }
 
     /// The endpoint called (empty for a publication).
