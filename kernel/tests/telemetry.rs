@@ -158,6 +158,63 @@ fn text_lines_escape_terminal_control_characters() {
     );
 }
 
+/// A span's fields are escaped too, and so is a newline anywhere: the `request` span carries
+/// the caller, endpoint and message id of a request as any broker user wrote them, with `%`.
+#[test]
+fn text_lines_escape_span_fields_and_newlines() {
+    let from_the_wire = "web\n2026-12-03T00:00:00Z  INFO forged\u{1b}[2J\u{9b}";
+    let lines = logged(&config(LogFormat::Text, "info"), || {
+        let _request = tracing::info_span!("request", caller = %from_the_wire).entered();
+        tracing::info!(endpoint = %from_the_wire, "bad endpoint {from_the_wire}");
+    });
+    assert_eq!(lines.len(), 1, "a field forged a line: {lines:#?}");
+    let escaped = r"web\n2026-12-03T00:00:00Z  INFO forged\x1b[2J\u{9b}";
+    assert!(
+        lines[0].contains(&format!("request{{caller={escaped}}}: ")),
+        "{:?}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(&format!("bad endpoint {escaped} endpoint={escaped}")),
+        "{:?}",
+        lines[0]
+    );
+    assert!(!lines[0].chars().any(char::is_control), "{:?}", lines[0]);
+}
+
+/// An error field is followed by its sources, as tracing-subscriber writes them; `log.*`
+/// metadata (from `log` records) is not repeated as fields.
+#[test]
+fn text_lines_name_an_errors_sources_and_skip_log_metadata() {
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("reply not sent")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    let lines = logged(&config(LogFormat::Text, "info"), || {
+        let error = Outer(std::io::Error::other("broker\ngone"));
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            log.target = "x",
+            "failed"
+        );
+    });
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].ends_with(r"failed error=reply not sent error.sources=[broker\ngone]"),
+        "{:?}",
+        lines[0]
+    );
+}
+
 /// The filter keeps what it names and nothing else.
 #[test]
 fn the_filter_drops_what_it_excludes() {

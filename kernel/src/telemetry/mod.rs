@@ -35,6 +35,7 @@ use crate::INVALID_CONFIG;
 
 #[cfg(feature = "otel")]
 mod otel;
+mod text;
 
 /// The code of [`init`] called when the process already has a global `tracing` subscriber
 /// (a second [`init`], or another library's `tracing_subscriber::fmt().init()`).
@@ -99,7 +100,9 @@ impl Default for LogConfig {
 #[non_exhaustive]
 pub enum LogFormat {
     /// One human-readable line per event, prefixed by its spans and their fields (in colour
-    /// when stdout is a terminal). The default.
+    /// when stdout is a terminal). Every control character of every value (a newline, a
+    /// terminal escape) is written as an escape (`\n`, `\x1b`), so text from the wire cannot
+    /// forge a line or drive the terminal of whoever reads the log. The default.
     #[default]
     Text,
     /// One JSON object per line, for log collectors: `timestamp`, `level`, `target`,
@@ -229,6 +232,7 @@ where
     let filter = env_filter(config, rust_log)?;
     let lines = match config.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(text::TextFields)
             .with_ansi(ansi)
             .with_writer(writer)
             .boxed(),
