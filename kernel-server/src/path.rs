@@ -58,7 +58,7 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
         inner.instrumenter.counter("server.dropped.expired", 1, 1.0);
     } else {
         match inner.replies.arrive(&request) {
-            Seen::First => {
+            Seen::First(ticket) => {
                 let started = Instant::now();
                 // One span per request handled: what the handler logs says which request.
                 let span = tracing::info_span!(
@@ -95,9 +95,9 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                         .counter("server.accesslog.dropped", 1, 1.0);
                 }
                 if shed {
-                    inner.replies.forget(&request);
+                    inner.replies.forget(ticket);
                 } else {
-                    inner.replies.answered(&request, &reply);
+                    inner.replies.answered(ticket, &reply);
                 }
                 send_reply(transport.as_ref(), &request, reply).await;
             }

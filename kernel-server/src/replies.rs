@@ -124,13 +124,19 @@ fn fix_malloc_thresholds() {
 /// What to do with an arriving request.
 #[derive(Debug)]
 pub(crate) enum Seen {
-    /// The first arrival: run it, then [`ReplyCache::answered`].
-    First,
+    /// The first arrival: run it, then [`ReplyCache::answered`] (or [`ReplyCache::forget`])
+    /// with this ticket.
+    First(Ticket),
     /// Another attempt while the first runs: drop it.
     InFlight,
     /// Another attempt after the first was answered: send this again.
     Answered(Kept),
 }
+
+/// Names a first arrival's note, so that its answer finds the note without hashing the
+/// request's ids again; none for a request without a message id or a reply queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(Option<u128>);
 
 /// A kept reply, to send again to a retry of the request it answered.
 #[derive(Debug)]
@@ -214,7 +220,7 @@ impl ReplyCache {
     /// message id or a reply queue are always [`Seen::First`] (there is nothing to match).
     pub(crate) fn arrive(&self, request: &Envelope) -> Seen {
         let Some(key) = self.key(request) else {
-            return Seen::First;
+            return Seen::First(Ticket(None));
         };
         let mut generations = self.lock();
         generations.rotate(Instant::now());
@@ -229,14 +235,14 @@ impl ReplyCache {
                 let newest = generations.newest();
                 generations.charge(newest, overhead);
                 generations.list[newest].notes.insert(key, Note::InFlight);
-                Seen::First
+                Seen::First(Ticket(Some(key)))
             }
         }
     }
 
-    /// Keeps the reply sent for `request`, for retries of it.
-    pub(crate) fn answered(&self, request: &Envelope, reply: &Envelope) {
-        let Some(key) = self.key(request) else {
+    /// Keeps the reply sent for the request `ticket` names, for retries of it.
+    pub(crate) fn answered(&self, ticket: Ticket, reply: &Envelope) {
+        let Ticket(Some(key)) = ticket else {
             return;
         };
         let mut generations = self.lock();
@@ -258,9 +264,10 @@ impl ReplyCache {
         generations.list[index].keep(key, reply);
     }
 
-    /// Forgets `request` (its handling failed before a reply existed), so a retry runs again.
-    pub(crate) fn forget(&self, request: &Envelope) {
-        if let Some(key) = self.key(request) {
+    /// Forgets the request `ticket` names (its handling failed before a reply existed), so
+    /// a retry runs again.
+    pub(crate) fn forget(&self, ticket: Ticket) {
+        if let Ticket(Some(key)) = ticket {
             self.lock().remove(key);
         }
     }
@@ -435,14 +442,22 @@ mod tests {
         request
     }
 
+    /// Arrives `request`, which must be a first arrival, and hands back its ticket.
+    fn first(cache: &ReplyCache, request: &Envelope) -> Ticket {
+        match cache.arrive(request) {
+            Seen::First(ticket) => ticket,
+            other => panic!("expected a first arrival, got {other:?}"),
+        }
+    }
+
     #[test]
     fn first_then_in_flight_then_answered() {
         let cache = ReplyCache::new();
         let r = request("m-1", "instance-a");
-        assert!(matches!(cache.arrive(&r), Seen::First));
+        let ticket = first(&cache, &r);
         assert!(matches!(cache.arrive(&r), Seen::InFlight));
         let reply = r.reply(ContentType::Protobuf, "ok".into());
-        cache.answered(&r, &reply);
+        cache.answered(ticket, &reply);
         match cache.arrive(&r) {
             Seen::Answered(kept) => assert_eq!(kept.reply_to(&r), reply),
             other => panic!("expected the kept reply, got {other:?}"),
@@ -453,9 +468,9 @@ mod tests {
     fn an_error_reply_is_kept_as_an_error_reply() {
         let cache = ReplyCache::new();
         let r = request("m-1", "instance-a");
-        assert!(matches!(cache.arrive(&r), Seen::First));
+        let ticket = first(&cache, &r);
         let reply = r.error_reply(ContentType::Json, "{}".into());
-        cache.answered(&r, &reply);
+        cache.answered(ticket, &reply);
         match cache.arrive(&r) {
             Seen::Answered(kept) => assert_eq!(kept.reply_to(&r), reply),
             other => panic!("expected the kept error reply, got {other:?}"),
@@ -467,11 +482,11 @@ mod tests {
         let cache = ReplyCache::new();
         assert!(matches!(
             cache.arrive(&request("m-1", "instance-a")),
-            Seen::First
+            Seen::First(_)
         ));
         assert!(matches!(
             cache.arrive(&request("m-1", "instance-b")),
-            Seen::First
+            Seen::First(_)
         ));
     }
 
@@ -481,14 +496,14 @@ mod tests {
         let cache = ReplyCache::with_max_bytes(budget);
         for n in 0..5_000 {
             let flood = request(&format!("flood-{n}"), "instance-x");
-            assert!(matches!(cache.arrive(&flood), Seen::First));
+            assert!(matches!(cache.arrive(&flood), Seen::First(_)));
             let bytes = cache.lock().bytes;
             assert!(bytes <= budget, "over budget: {bytes}");
         }
         let ordinary = request("m-1", "instance-a");
-        assert!(matches!(cache.arrive(&ordinary), Seen::First));
+        let ticket = first(&cache, &ordinary);
         let reply = ordinary.reply(ContentType::Protobuf, "ok".into());
-        cache.answered(&ordinary, &reply);
+        cache.answered(ticket, &reply);
         assert!(
             matches!(cache.arrive(&ordinary), Seen::Answered(_)),
             "the retry was not deduplicated"
@@ -499,29 +514,29 @@ mod tests {
     fn a_reply_too_large_to_keep_lets_its_retry_run_again() {
         let cache = ReplyCache::with_max_bytes(1024);
         let r = request("m-1", "instance-a");
-        assert!(matches!(cache.arrive(&r), Seen::First));
-        cache.answered(&r, &r.reply(ContentType::Protobuf, vec![0; 512].into()));
-        assert!(matches!(cache.arrive(&r), Seen::First));
+        let ticket = first(&cache, &r);
+        cache.answered(ticket, &r.reply(ContentType::Protobuf, vec![0; 512].into()));
+        assert!(matches!(cache.arrive(&r), Seen::First(_)));
     }
 
     #[test]
     fn forgotten_and_anonymous_requests_run_again() {
         let cache = ReplyCache::new();
         let r = request("m-1", "instance-a");
-        assert!(matches!(cache.arrive(&r), Seen::First));
-        cache.forget(&r);
-        assert!(matches!(cache.arrive(&r), Seen::First));
+        let ticket = first(&cache, &r);
+        cache.forget(ticket);
+        assert!(matches!(cache.arrive(&r), Seen::First(_)));
         let anonymous = request("", "instance-a");
-        assert!(matches!(cache.arrive(&anonymous), Seen::First));
-        assert!(matches!(cache.arrive(&anonymous), Seen::First));
+        assert!(matches!(cache.arrive(&anonymous), Seen::First(_)));
+        assert!(matches!(cache.arrive(&anonymous), Seen::First(_)));
     }
 
     #[test]
     fn notes_are_kept_for_the_window_and_dropped_whole_after_it() {
         let cache = ReplyCache::new();
         let r = request("m-1", "instance-a");
-        assert!(matches!(cache.arrive(&r), Seen::First));
-        cache.answered(&r, &r.reply(ContentType::Protobuf, "ok".into()));
+        let ticket = first(&cache, &r);
+        cache.answered(ticket, &r.reply(ContentType::Protobuf, "ok".into()));
         let start = cache.lock().list[0].started;
         // Time passes in generations, with one note in each of the first few.
         let mut now = start;
