@@ -25,7 +25,7 @@
 //! The rules (what to do after each attempt) are [`Attempts`](crate::attempts::Attempts), a
 //! pure step function; this module sends, waits and sleeps.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;

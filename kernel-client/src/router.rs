@@ -5,7 +5,7 @@
 //! heartbeat pings, and counts replies nobody waits for (`client.reply.stray`). When the instance queue's
 //! stream ends (the transport closed), every waiting call is told at once.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kernel_inst::Instrumenter;

@@ -1,6 +1,8 @@
 //! [`MemoryInstrumenter`]: per-name counts, gauges and latency percentiles, in process.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 

@@ -14,7 +14,9 @@
 //! `unknown`). A flood that rotates through invented `from` values so competes as one caller.
 //! The map holds only keys with a request running or waiting.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 

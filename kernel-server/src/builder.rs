@@ -1,6 +1,6 @@
 //! [`ServiceBuilder`] and [`BuildError`]: what a service serves, checked before it serves.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -258,7 +258,7 @@ impl ServiceBuilder {
                 return Err(BuildError::ZeroDuration(name.to_owned()));
             }
         }
-        let mut endpoints = HashMap::new();
+        let mut endpoints = HashMap::default();
         for endpoint in self.endpoints {
             if !valid_name(&endpoint.name) {
                 return Err(BuildError::InvalidEndpointName(endpoint.name));

@@ -3,7 +3,7 @@
 //! The loop consumes the work queue and each subscription, spawns one task per delivery (the
 //! request path is `path.rs`), and on shutdown stops consuming and drains what is in flight.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
