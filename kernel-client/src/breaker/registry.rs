@@ -110,7 +110,9 @@ pub(crate) struct Breakers {
     /// Read on every call; written by [`replace`](Self::replace). Circuits are created and
     /// re-configured under it, so none is left with options from before a change.
     settings: RwLock<BreakerSettings>,
-    circuits: Cache<String, Arc<Circuit>>,
+    /// Hashed with foldhash: every call looks its circuit up, and the keys are the pairs this
+    /// program calls (at most `MAX_CIRCUITS` kept).
+    circuits: Cache<String, Arc<Circuit>, foldhash::fast::RandomState>,
     instrumenter: Arc<dyn Instrumenter>,
 }
 
@@ -127,6 +129,22 @@ fn key(service: &str, endpoint: &str) -> String {
     format!("{service}\0{endpoint}")
 }
 
+/// Runs `f` with the [`key`] of `service`'s `endpoint`, built on the stack when it is short
+/// (every call looks its circuit up, and names are short), else allocated.
+fn with_key<R>(service: &str, endpoint: &str, f: impl FnOnce(&str) -> R) -> R {
+    let mut buffer = [0u8; 128];
+    if let Some(room) = buffer.get_mut(..service.len() + 1 + endpoint.len()) {
+        let (head, tail) = room.split_at_mut(service.len());
+        head.copy_from_slice(service.as_bytes());
+        tail[0] = 0;
+        tail[1..].copy_from_slice(endpoint.as_bytes());
+        if let Ok(key) = std::str::from_utf8(room) {
+            return f(key);
+        }
+    }
+    f(&key(service, endpoint))
+}
+
 impl Breakers {
     /// Breakers with `settings` (checked by the caller), counted on `instrumenter`.
     pub(crate) fn new(settings: BreakerSettings, instrumenter: Arc<dyn Instrumenter>) -> Self {
@@ -135,7 +153,7 @@ impl Breakers {
             circuits: Cache::builder()
                 .max_capacity(MAX_CIRCUITS)
                 .eviction_policy(EvictionPolicy::lru())
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             instrumenter,
         }
     }
@@ -152,13 +170,15 @@ impl Breakers {
         if !options.is_enabled() {
             return None;
         }
-        Some(self.circuits.get_with(key(service, endpoint), || {
-            Arc::new(Circuit::new(
-                service,
-                endpoint,
-                options,
-                Arc::clone(&self.instrumenter),
-            ))
+        Some(with_key(service, endpoint, |key| {
+            self.circuits.get_with_by_ref(key, || {
+                Arc::new(Circuit::new(
+                    service,
+                    endpoint,
+                    options,
+                    Arc::clone(&self.instrumenter),
+                ))
+            })
         }))
     }
 
@@ -342,6 +362,14 @@ mod tests {
     use kernel_inst::MemoryInstrumenter;
 
     use super::*;
+
+    #[test]
+    fn a_key_is_the_same_built_on_the_stack_or_allocated() {
+        let long = "e".repeat(200);
+        for (service, endpoint) in [("svc", "hello"), ("", ""), ("svc", long.as_str())] {
+            with_key(service, endpoint, |k| assert_eq!(k, key(service, endpoint)));
+        }
+    }
 
     const SVC: &str = "com.example.flaky";
 
