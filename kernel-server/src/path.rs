@@ -136,6 +136,10 @@ async fn send_reply(
 /// At most the first 64 characters of a name from the wire, for messages and logs: nothing a
 /// caller sends is reflected unbounded.
 pub(crate) fn clip(text: &str) -> &str {
+    if text.len() <= 64 {
+        // No more bytes than characters to keep: nothing to count.
+        return text;
+    }
     match text.char_indices().nth(64) {
         Some((end, _)) => &text[..end],
         None => text,
@@ -360,5 +364,22 @@ pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: 
     }
     if let Err(error) = acker.ack().await {
         tracing::warn!(%error, "could not ack a publication");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_keeps_64_characters_however_many_bytes() {
+        assert_eq!(clip("hello"), "hello");
+        let ascii = "a".repeat(80);
+        assert_eq!(clip(&ascii), &ascii[..64]);
+        // 40 characters of two bytes each: 80 bytes, all kept.
+        let wide = "é".repeat(40);
+        assert_eq!(clip(&wide), wide);
+        let wider = "é".repeat(70);
+        assert_eq!(clip(&wider).chars().count(), 64);
     }
 }
