@@ -271,11 +271,11 @@ impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
         // One span per call: what a handler or the client logs during it says which call.
         let span = tracing::info_span!(
             "call",
-            service = %self.service,
-            endpoint = %self.endpoint,
-            caller = %self.client.caller(),
-            trace_id = %self.options.trace_id,
-            message_id = %message_id,
+            service = self.service,
+            endpoint = self.endpoint,
+            caller = self.client.caller(),
+            trace_id = self.options.trace_id.as_str(),
+            message_id = message_id.as_str(),
         );
         Box::pin(tracing::Instrument::instrument(self.run(message_id), span))
     }

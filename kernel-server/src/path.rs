@@ -61,13 +61,15 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
             Seen::First(ticket) => {
                 let started = Instant::now();
                 // One span per request handled: what the handler logs says which request.
+                // Strings, not `%` values: a text log quotes them (so a name from the wire
+                // cannot pass for more fields) and writes them without formatting machinery.
                 let span = tracing::info_span!(
                     "request",
-                    service = %inner.name,
-                    endpoint = %clip(&request.endpoint),
-                    caller = %clip(&request.from),
-                    message_id = %clip(&request.message_id),
-                    trace_id = %clip(crate::request::trace_id(&request)),
+                    service = inner.name.as_str(),
+                    endpoint = clip(&request.endpoint),
+                    caller = clip(&request.from),
+                    message_id = clip(&request.message_id),
+                    trace_id = clip(crate::request::trace_id(&request)),
                 );
                 // The signed-in user, if the request had one (for the access log).
                 let mut user = None;

@@ -182,6 +182,24 @@ fn text_lines_escape_span_fields_and_newlines() {
     assert!(!lines[0].chars().any(char::is_control), "{:?}", lines[0]);
 }
 
+/// A string field is quoted with its own quotes and backslashes escaped: a caller named
+/// `web" endpoint="admin` cannot make its line say that it called `admin`.
+#[test]
+fn text_lines_quote_string_fields_so_they_cannot_pass_for_more_fields() {
+    let from_the_wire = r#"web" endpoint="admin\"#;
+    let lines = logged(&config(LogFormat::Text, "info"), || {
+        let _request =
+            tracing::info_span!("request", caller = from_the_wire, endpoint = "hello").entered();
+        tracing::info!("handled");
+    });
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains(r#"request{caller="web\" endpoint=\"admin\\" endpoint="hello"}: "#),
+        "{:?}",
+        lines[0]
+    );
+}
+
 /// An error field is followed by its sources, as tracing-subscriber writes them; `log.*`
 /// metadata (from `log` records) is not repeated as fields.
 #[test]

@@ -18,7 +18,8 @@ use tracing_subscriber::fmt::format::Writer;
 /// Formats the fields of text lines as tracing-subscriber's default does (`name=value`
 /// separated by spaces, the message bare, string values quoted, an error followed by its
 /// sources, `log.*` metadata left out), with every control character (C0, DEL and C1) of every
-/// value written as an escape: `\n`, `\r`, `\t`, `\x1b`, `\u{9b}`.
+/// value written as an escape: `\n`, `\r`, `\t`, `\x1b`, `\u{9b}`; in a quoted string, `\"`
+/// and `\\` too, so that a value cannot close its quotes and pass for more fields.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TextFields;
 
@@ -78,7 +79,7 @@ impl<W: fmt::Write> Visitor<'_, W> {
     }
 
     fn value(&mut self, value: fmt::Arguments<'_>) {
-        self.result = Escaping(&mut *self.out).write_fmt(value);
+        self.result = Escaping::new(&mut *self.out).write_fmt(value);
     }
 }
 
@@ -88,8 +89,13 @@ impl<W: fmt::Write> Visit for Visitor<'_, W> {
             if field.name() == "message" {
                 self.value(format_args!("{value}"));
             } else {
-                // Quoted, as tracing-subscriber writes strings; `{:?}` escapes them already.
-                self.value(format_args!("{value:?}"));
+                // Quoted, as tracing-subscriber writes strings, with quotes and backslashes
+                // escaped too: a value cannot end early and pass for more fields.
+                self.result = (|| {
+                    self.out.write_char('"')?;
+                    Escaping::quoted(&mut *self.out).write_str(value)?;
+                    self.out.write_char('"')
+                })();
             }
         }
     }
@@ -132,44 +138,66 @@ impl fmt::Display for Sources<'_> {
     }
 }
 
-/// Writes text through, with each control character replaced by its escape.
-struct Escaping<'a, W: fmt::Write>(&'a mut W);
+/// Writes text through, with each control character replaced by its escape, and (for a
+/// quoted string) each `"` and `\` too.
+struct Escaping<'a, W: fmt::Write> {
+    out: &'a mut W,
+    quoted: bool,
+}
+
+impl<'a, W: fmt::Write> Escaping<'a, W> {
+    fn new(out: &'a mut W) -> Self {
+        Escaping { out, quoted: false }
+    }
+
+    fn quoted(out: &'a mut W) -> Self {
+        Escaping { out, quoted: true }
+    }
+}
 
 impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // Control characters are C0 and DEL (one byte each in UTF-8) and C1 (0xc2 0x80..=0x9f);
         // the runs of text between them go through whole, and most values are one run.
         let bytes = text.as_bytes();
+        let quoted = self.quoted;
         // No early exit: the compiler checks many bytes at once, and most values are plain.
-        let maybe_control = bytes.iter().fold(false, |found, &byte| {
-            found | (byte < 0x20) | (byte == 0x7f) | (byte == 0xc2)
+        let maybe_escape = bytes.iter().fold(false, |found, &byte| {
+            found
+                | (byte < 0x20)
+                | (byte == 0x7f)
+                | (byte == 0xc2)
+                | (quoted & ((byte == b'"') | (byte == b'\\')))
         });
-        if !maybe_control {
-            return self.0.write_str(text);
+        if !maybe_escape {
+            return self.out.write_str(text);
         }
         let (mut plain, mut at) = (0, 0);
         while let Some(&byte) = bytes.get(at) {
             let len = match byte {
                 0x00..=0x1f | 0x7f => 1,
+                b'"' | b'\\' if quoted => 1,
                 0xc2 if matches!(bytes.get(at + 1), Some(0x80..=0x9f)) => 2,
                 _ => {
                     at += 1;
                     continue;
                 }
             };
-            self.0.write_str(&text[plain..at])?;
+            self.out.write_str(&text[plain..at])?;
             match text[at..].chars().next() {
-                Some('\n') => self.0.write_str("\\n")?,
-                Some('\r') => self.0.write_str("\\r")?,
-                Some('\t') => self.0.write_str("\\t")?,
-                Some(c) if len == 1 => write!(self.0, "\\x{:02x}", u32::from(c))?,
-                Some(c) => write!(self.0, "\\u{{{:x}}}", u32::from(c))?,
+                Some('\n') => self.out.write_str("\\n")?,
+                Some('\r') => self.out.write_str("\\r")?,
+                Some('\t') => self.out.write_str("\\t")?,
+                Some('"') => self.out.write_str("\\\"")?,
+                Some('\\') => self.out.write_str("\\\\")?,
+                Some(c) if len == 1 => write!(self.out, "\\x{:02x}", u32::from(c))?,
+                Some(c) => write!(self.out, "\\u{{{:x}}}", u32::from(c))?,
                 None => {}
             }
             at += len;
             plain = at;
         }
-        self.0.write_str(&text[plain..])
+        self.out.write_str(&text[plain..])
     }
 }
 
@@ -222,8 +250,26 @@ mod tests {
 
     fn escaped(text: &str) -> String {
         let mut out = String::new();
-        Escaping(&mut out).write_str(text).unwrap();
+        Escaping::new(&mut out).write_str(text).unwrap();
         out
+    }
+
+    fn quoted(text: &str) -> String {
+        let mut out = String::new();
+        Escaping::quoted(&mut out).write_str(text).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_quoted_string_escapes_its_quotes_and_backslashes() {
+        assert_eq!(
+            quoted(r#"web" endpoint="admin\"#),
+            r#"web\" endpoint=\"admin\\"#
+        );
+        assert_eq!(quoted("plain"), "plain");
+        assert_eq!(quoted("a\nb"), r"a\nb");
+        // Unquoted text keeps its quotes: a message says what it says.
+        assert_eq!(escaped(r#"say "hi""#), r#"say "hi""#);
     }
 
     #[test]
