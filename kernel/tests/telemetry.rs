@@ -73,7 +73,7 @@ fn handle_a_request() {
         endpoint = "hello",
         caller = "com.example.web",
         message_id = "m-1",
-        trace_id = %TRACE,
+        trace_id = TRACE,
     );
     let _request = request.enter();
     tracing::info!(user = 42, "handled");
@@ -116,7 +116,7 @@ fn text_lines_name_the_request_span_and_its_trace() {
     assert_eq!(lines.len(), 2, "{lines:#?}");
     assert!(lines[0].contains("request{"), "{}", lines[0]);
     assert!(
-        lines[0].contains(&format!("trace_id={TRACE}")),
+        lines[0].contains(&format!("trace_id=\"{TRACE}\"")),
         "{}",
         lines[0]
     );
@@ -124,7 +124,7 @@ fn text_lines_name_the_request_span_and_its_trace() {
     assert!(!lines[0].contains('\u{1b}'), "{}", lines[0]);
     // The whole shape: every span field as name=value, an event's message bare, then its own.
     let span = format!(
-        r#"request{{service="com.example.greeter" endpoint="hello" caller="com.example.web" message_id="m-1" trace_id={TRACE}}}"#
+        r#"request{{service="com.example.greeter" endpoint="hello" caller="com.example.web" message_id="m-1" trace_id="{TRACE}"}}"#
     );
     assert!(
         lines[0].contains(&format!("{span}: telemetry: handled user=42")),

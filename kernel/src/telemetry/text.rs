@@ -1,11 +1,11 @@
 //! The fields of text log lines: `name=value` pairs with every control character escaped.
 //!
-//! tracing-subscriber's own field formatter escapes terminal sequences in an event's message
-//! only; a span field given with `%` (as the `request` span's `caller`, `endpoint` and
-//! `message_id` are, from the request's envelope) and newlines anywhere are written raw, so a
-//! broker user could forge log lines or drive the terminal of whoever reads the log. This
-//! formatter escapes every value, and does it a run of plain text at a time rather than a
-//! character at a time: the two spans of a call format their fields on the request path.
+//! tracing-subscriber's own field formatter writes a field given with `%` as it is, and
+//! newlines in messages and errors too (it escapes terminal sequences there, and strings go
+//! through `{:?}`), so a name from the wire logged with `%` could forge log lines or drive the
+//! terminal of whoever reads the log. This formatter escapes every value, and does it a run of
+//! plain text at a time rather than a character at a time: the two spans of a call format
+//! their fields on the request path.
 
 use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
@@ -17,9 +17,11 @@ use tracing_subscriber::fmt::format::Writer;
 
 /// Formats the fields of text lines as tracing-subscriber's default does (`name=value`
 /// separated by spaces, the message bare, string values quoted, an error followed by its
-/// sources, `log.*` metadata left out), with every control character (C0, DEL and C1) of every
-/// value written as an escape: `\n`, `\r`, `\t`, `\x1b`, `\u{9b}`; in a quoted string, `\"`
-/// and `\\` too, so that a value cannot close its quotes and pass for more fields.
+/// sources, `log.*` metadata left out), with every control character (C0, DEL and C1) and every
+/// invisible character that reorders or splits text (bidirectional controls, zero-width
+/// characters, line and paragraph separators, the byte-order mark) of every value written as
+/// an escape: `\n`, `\r`, `\t`, `\x1b`, `\u{9b}`, `\u{202e}`; in a quoted string, `\"` and `\\`
+/// too, so that a value cannot close its quotes and pass for more fields.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TextFields;
 
@@ -30,8 +32,9 @@ impl<'writer> FormatFields<'writer> for TextFields {
         fields: R,
     ) -> fmt::Result {
         let ansi = writer.has_ansi_escapes();
-        // The span's fields go to a `String` that starts empty: written piece by piece it would
-        // grow half a dozen times, so the pieces are gathered on the stack and written at once.
+        // A span's fields go to a `String` of their own that starts empty: written piece by
+        // piece it would grow half a dozen times, so the pieces are gathered on the stack and
+        // written at once (an event's fields join the line's buffer, which this costs a copy).
         let mut out = Gathered::new(&mut writer);
         let mut visitor = Visitor {
             out: &mut out,
@@ -81,6 +84,16 @@ impl<W: fmt::Write> Visitor<'_, W> {
     fn value(&mut self, value: fmt::Arguments<'_>) {
         self.result = Escaping::new(&mut *self.out).write_fmt(value);
     }
+
+    /// A string quoted, as tracing-subscriber writes strings, with its quotes and backslashes
+    /// escaped too: a value cannot end early and pass for more fields.
+    fn quoted(&mut self, value: &str) {
+        self.result = self
+            .out
+            .write_char('"')
+            .and_then(|()| Escaping::quoted(&mut *self.out).write_str(value))
+            .and_then(|()| self.out.write_char('"'));
+    }
 }
 
 impl<W: fmt::Write> Visit for Visitor<'_, W> {
@@ -89,13 +102,7 @@ impl<W: fmt::Write> Visit for Visitor<'_, W> {
             if field.name() == "message" {
                 self.value(format_args!("{value}"));
             } else {
-                // Quoted, as tracing-subscriber writes strings, with quotes and backslashes
-                // escaped too: a value cannot end early and pass for more fields.
-                self.result = (|| {
-                    self.out.write_char('"')?;
-                    Escaping::quoted(&mut *self.out).write_str(value)?;
-                    self.out.write_char('"')
-                })();
+                self.quoted(value);
             }
         }
     }
@@ -103,7 +110,7 @@ impl<W: fmt::Write> Visit for Visitor<'_, W> {
     fn record_error(&mut self, field: &Field, value: &(dyn StdError + 'static)) {
         if self.name(field) {
             self.value(format_args!("{value}"));
-            if let Some(source) = value.source() {
+            if let (Ok(()), Some(source)) = (self.result, value.source()) {
                 let name = field.name();
                 let name = name.strip_prefix("r#").unwrap_or(name);
                 self.value(format_args!(" {name}.sources={}", Sources(source)));
@@ -157,52 +164,64 @@ impl<'a, W: fmt::Write> Escaping<'a, W> {
 
 impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        // Control characters are C0 and DEL (one byte each in UTF-8) and C1 (0xc2 0x80..=0x9f);
-        // the runs of text between them go through whole, and most values are one run.
-        let bytes = text.as_bytes();
         let quoted = self.quoted;
         // No early exit: the compiler checks many bytes at once, and most values are plain.
-        let maybe_escape = bytes.iter().fold(false, |found, &byte| {
+        // Flagged: C0 and DEL, `"` and `\` when quoted, and the first bytes of the UTF-8 of
+        // every character `is_escaped` may escape (C1: 0xc2; U+061C: 0xd8; U+2000 to U+2FFF:
+        // 0xe2; U+FEFF: 0xef), which the slow path below then looks at.
+        let maybe_escape = text.bytes().fold(false, |found, byte| {
             found
                 | (byte < 0x20)
                 | (byte == 0x7f)
                 | (byte == 0xc2)
+                | (byte == 0xd8)
+                | (byte == 0xe2)
+                | (byte == 0xef)
                 | (quoted & ((byte == b'"') | (byte == b'\\')))
         });
         if !maybe_escape {
             return self.out.write_str(text);
         }
-        let (mut plain, mut at) = (0, 0);
-        while let Some(&byte) = bytes.get(at) {
-            let len = match byte {
-                0x00..=0x1f | 0x7f => 1,
-                b'"' | b'\\' if quoted => 1,
-                0xc2 if matches!(bytes.get(at + 1), Some(0x80..=0x9f)) => 2,
-                _ => {
-                    at += 1;
-                    continue;
-                }
-            };
-            self.out.write_str(&text[plain..at])?;
-            match text[at..].chars().next() {
-                Some('\n') => self.out.write_str("\\n")?,
-                Some('\r') => self.out.write_str("\\r")?,
-                Some('\t') => self.out.write_str("\\t")?,
-                Some('"') => self.out.write_str("\\\"")?,
-                Some('\\') => self.out.write_str("\\\\")?,
-                Some(c) if len == 1 => write!(self.out, "\\x{:02x}", u32::from(c))?,
-                Some(c) => write!(self.out, "\\u{{{:x}}}", u32::from(c))?,
-                None => {}
+        let mut plain = 0;
+        for (at, c) in text.char_indices() {
+            if !(is_escaped(c) || (quoted && matches!(c, '"' | '\\'))) {
+                continue;
             }
-            at += len;
-            plain = at;
+            self.out.write_str(&text[plain..at])?;
+            match c {
+                '\n' => self.out.write_str("\\n")?,
+                '\r' => self.out.write_str("\\r")?,
+                '\t' => self.out.write_str("\\t")?,
+                '"' => self.out.write_str("\\\"")?,
+                '\\' => self.out.write_str("\\\\")?,
+                c if c.is_ascii() => write!(self.out, "\\x{:02x}", u32::from(c))?,
+                c => write!(self.out, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            plain = at + c.len_utf8();
         }
         self.out.write_str(&text[plain..])
     }
 }
 
-/// Gathers what is written in a buffer on the stack and writes it to `inner` in one piece
-/// when full or flushed; what does not fit goes straight through.
+/// Whether a log line writes `c` as an escape wherever it is: control characters (C0, DEL,
+/// C1), which terminals act on, and the invisible characters that reorder or split what a
+/// reader sees (bidirectional controls, zero-width characters, line and paragraph separators,
+/// the byte-order mark).
+fn is_escaped(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// Gathers what is written in a buffer on the stack and writes it to `inner` in one piece when
+/// a piece does not fit, or on flush; a piece larger than the buffer goes straight through.
 struct Gathered<'a, W: fmt::Write> {
     inner: &'a mut W,
     buffer: [u8; GATHERED],
@@ -280,7 +299,48 @@ mod tests {
     }
 
     #[test]
+    fn characters_that_reorder_or_split_text_are_escaped() {
+        assert_eq!(escaped("a\u{202e}b"), r"a\u{202e}b");
+        assert_eq!(escaped("\u{2028}\u{2029}"), r"\u{2028}\u{2029}");
+        assert_eq!(
+            escaped("\u{200b}\u{2066}\u{feff}\u{61c}"),
+            r"\u{200b}\u{2066}\u{feff}\u{61c}"
+        );
+        // Other characters whose UTF-8 starts with the same bytes are not.
+        assert_eq!(escaped("€ ☃ ！ ؀"), "€ ☃ ！ ؀");
+    }
+
+    #[test]
+    fn escapes_land_between_multibyte_characters() {
+        assert_eq!(escaped("☃\n名"), r"☃\n名");
+        assert_eq!(escaped("é\u{9b}é"), r"é\u{9b}é");
+        assert_eq!(quoted("名\u{9b}\"☃"), r#"名\u{9b}\"☃"#);
+    }
+
+    #[test]
     fn gathered_text_comes_out_whole_and_in_order() {
+        let mut out = String::new();
+        let mut gathered = Gathered::new(&mut out);
+        // Filled exactly, then one more byte; a piece exactly the buffer's size; one larger.
+        let exact = "x".repeat(GATHERED);
+        let pieces = [
+            &"a".repeat(GATHERED - 1),
+            "b",
+            "c",
+            &exact,
+            "d",
+            &"e".repeat(GATHERED + 3),
+            "é",
+        ];
+        for piece in pieces {
+            gathered.write_str(piece).unwrap();
+        }
+        gathered.flush().unwrap();
+        assert_eq!(out, pieces.concat());
+    }
+
+    #[test]
+    fn more_gathered_text_comes_out_whole_and_in_order() {
         let mut out = String::new();
         let mut gathered = Gathered::new(&mut out);
         let long = "x".repeat(GATHERED + 3);
@@ -301,5 +361,68 @@ mod tests {
         assert_eq!(escaped("\n"), r"\n");
         // 0xc2 leads other characters too: those are not controls.
         assert_eq!(escaped("\u{a0}\u{bf}\u{80}"), "\u{a0}\u{bf}\\u{80}");
+    }
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `f` logs through text lines with these fields, in colour or not.
+    fn logged(ansi: bool, f: impl FnOnce()) -> String {
+        use tracing_subscriber::layer::SubscriberExt;
+        let output = Captured::default();
+        let writer = output.clone();
+        let lines = tracing_subscriber::fmt::layer()
+            .fmt_fields(TextFields)
+            .with_ansi(ansi)
+            .without_time()
+            .with_target(false)
+            .with_writer(move || writer.clone());
+        let subscriber = tracing_subscriber::registry().with(lines);
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = output.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_field_recorded_later_joins_the_others_escaped() {
+        let out = logged(false, || {
+            let span = tracing::info_span!("s", a = 1, b = tracing::field::Empty);
+            span.record("b", "x\ny");
+            let _s = span.entered();
+            tracing::info!("m");
+        });
+        assert_eq!(out, " INFO s{a=1 b=\"x\\ny\"}: m\n");
+    }
+
+    #[test]
+    fn names_messages_and_raw_identifiers_read_as_tracing_subscriber_writes_them() {
+        let out = logged(false, || {
+            tracing::info!(r#type = "t", n = 3, flag = true, message = "said\tonce");
+        });
+        // In the order given, as tracing-subscriber writes them: the message bare.
+        assert_eq!(out, " INFO type=\"t\" n=3 flag=true said\\tonce\n");
+    }
+
+    #[test]
+    fn in_colour_names_are_styled_and_values_still_escaped() {
+        let out = logged(true, || {
+            tracing::info!(caller = %"\u{1b}[2Jweb", "m");
+        });
+        assert!(
+            out.contains("\u{1b}[3mcaller\u{1b}[0m\u{1b}[2m=\u{1b}[0m\\x1b[2Jweb"),
+            "{out:?}"
+        );
     }
 }
