@@ -25,7 +25,6 @@
 //! The rules (what to do after each attempt) are [`Attempts`](crate::attempts::Attempts), a
 //! pure step function; this module sends, waits and sleeps.
 
-use foldhash::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -36,6 +35,7 @@ use tokio::time::Instant;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
+use foldhash::HashMap;
 use kernel_errors::Error;
 use kernel_proto::platform::PlatformError;
 use kernel_transport::{
@@ -274,7 +274,7 @@ impl<'a, Rsp: Message> IntoFuture for Call<'a, Rsp> {
             service = self.service,
             endpoint = self.endpoint,
             caller = self.client.caller(),
-            trace_id = self.options.trace_id.as_str(),
+            trace_id = kernel_transport::clip(&self.options.trace_id),
             message_id = message_id.as_str(),
         );
         Box::pin(tracing::Instrument::instrument(self.run(message_id), span))

@@ -15,11 +15,10 @@
 //! The map holds only keys with a request running or waiting.
 
 use std::collections::VecDeque;
-
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use tokio::sync::oneshot;
 
 /// The most callers that get a key of their own, for admission and for metrics
@@ -72,6 +71,49 @@ impl CallerMetrics {
     #[cfg(test)]
     pub(crate) fn name(&self, caller: &str) -> Arc<str> {
         Arc::clone(&self.caller(caller).name)
+    }
+}
+
+/// The most error codes that get a counter of their own (`server.error.<code>`); the rest
+/// count as `server.error.other`. A handler may pass on an error a downstream service sent,
+/// code and all, so the codes are not all this program's.
+pub const MAX_ERROR_METRICS: usize = 64;
+
+/// Counter names for error codes: the first [`MAX_ERROR_METRICS`] distinct codes answered keep
+/// `server.error.<code>` (ASCII letters, digits, `.`, `_`, `-`; at most 64), every later one counts as `server.error.other`, so codes
+/// from the wire cannot grow the set of metric names. Each name is made once.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorMetrics(Mutex<HashMap<String, Arc<str>>>);
+
+impl ErrorMetrics {
+    /// The counter that an error with `code` counts on.
+    pub(crate) fn counter(&self, code: &str) -> Arc<str> {
+        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = names.get(code) {
+            return Arc::clone(known);
+        }
+        if names.len() >= MAX_ERROR_METRICS {
+            // Kept under a key no code of the first ones can be: made once.
+            return Arc::clone(
+                names
+                    .entry(String::from("\0other"))
+                    .or_insert_with(|| Arc::from("server.error.other")),
+            );
+        }
+        // A code as a metric name keeps its case (codes are H2's `com.example.badThing`),
+        // and loses what a metric name cannot hold.
+        let kept: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .take(64)
+            .collect();
+        let name: Arc<str> = if kept.is_empty() {
+            Arc::from("server.error.unknown")
+        } else {
+            Arc::from(format!("server.error.{kept}"))
+        };
+        names.insert(code.to_owned(), Arc::clone(&name));
+        name
     }
 }
 
@@ -285,6 +327,29 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_name_counters_up_to_a_bound_then_share_other() {
+        let errors = ErrorMetrics::default();
+        let unknown = errors.counter("kernel.server.unknownendpoint");
+        assert_eq!(&*unknown, "server.error.kernel.server.unknownendpoint");
+        assert!(Arc::ptr_eq(
+            &unknown,
+            &errors.counter("kernel.server.unknownendpoint")
+        ));
+        assert_eq!(
+            &*errors.counter("com.example.bad Thing!\n"),
+            "server.error.com.example.badThing"
+        );
+        assert_eq!(&*errors.counter("\u{1b}"), "server.error.unknown");
+        for n in 0..2 * MAX_ERROR_METRICS {
+            errors.counter(&format!("flood.{n}"));
+        }
+        assert_eq!(&*errors.counter("one.more"), "server.error.other");
+        assert_eq!(errors.0.lock().unwrap().len(), MAX_ERROR_METRICS + 1);
+        // The codes named first keep their names.
+        assert_eq!(&*errors.counter("kernel.server.unknownendpoint"), &*unknown);
+    }
 
     const WAIT: Duration = Duration::from_millis(100);
 

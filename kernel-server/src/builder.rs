@@ -1,16 +1,16 @@
 //! [`ServiceBuilder`] and [`BuildError`]: what a service serves, checked before it serves.
 
-use foldhash::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use foldhash::HashMap;
 use kernel_client::Client;
 use kernel_errors::Error;
 use kernel_inst::{Instrumenter, MemoryInstrumenter};
 use kernel_proto::platform::EndpointInfo;
 
 use crate::access_log::AccessLog;
-use crate::admission::{Admission, CallerMetrics};
+use crate::admission::{Admission, CallerMetrics, ErrorMetrics};
 use crate::codes;
 use crate::endpoint::{Endpoint, valid_name};
 use crate::ops::health::{HealthCheck, Slot};
@@ -361,6 +361,7 @@ impl ServiceBuilder {
             capacity: self.capacity,
             admission,
             caller_metrics: CallerMetrics::default(),
+            error_metrics: ErrorMetrics::default(),
             shutdown_timeout: self.shutdown_timeout,
             max_session_id: self.max_session_id,
             instrumenter,

@@ -56,7 +56,7 @@ pub mod schema;
 mod service;
 
 pub use access_log::ACCESS_LOG_BUFFER;
-pub use admission::MAX_CALLER_METRICS;
+pub use admission::{MAX_CALLER_METRICS, MAX_ERROR_METRICS};
 pub use builder::{BuildError, ServiceBuilder};
 pub use config::ServerConfig;
 pub use endpoint::{DEFAULT_MEAN_TIME, DEFAULT_UPPER95, Endpoint};

@@ -27,7 +27,7 @@ use futures_util::FutureExt;
 use kernel_auth::{Authoriser, Scope};
 use kernel_errors::{Error, Kind};
 use kernel_proto::platform::PlatformError;
-use kernel_transport::{Delivery, Destination, Envelope, codec};
+use kernel_transport::{Delivery, Destination, Envelope, clip, codec};
 
 use crate::codes;
 use crate::endpoint::Endpoint;
@@ -54,7 +54,11 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
         .deadline
         .is_some_and(|deadline| deadline <= SystemTime::now())
     {
-        tracing::debug!(message_id = %request.message_id, endpoint = %request.endpoint, "deadline passed before handling: dropped");
+        tracing::debug!(
+            message_id = clip(&request.message_id),
+            endpoint = clip(&request.endpoint),
+            "deadline passed before handling: dropped"
+        );
         inner.instrumenter.counter("server.dropped.expired", 1, 1.0);
     } else {
         match inner.replies.arrive(&request) {
@@ -104,18 +108,24 @@ pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
                 send_reply(transport.as_ref(), &request, reply).await;
             }
             Seen::InFlight => {
-                tracing::debug!(message_id = %request.message_id, "retry while the first attempt runs: dropped");
+                tracing::debug!(
+                    message_id = clip(&request.message_id),
+                    "retry while the first attempt runs: dropped"
+                );
                 inner.instrumenter.counter("server.retry.inflight", 1, 1.0);
             }
             Seen::Answered(kept) => {
-                tracing::debug!(message_id = %request.message_id, "retry of an answered request: reply sent again");
+                tracing::debug!(
+                    message_id = clip(&request.message_id),
+                    "retry of an answered request: reply sent again"
+                );
                 inner.instrumenter.counter("server.retry.answered", 1, 1.0);
                 send_reply(transport.as_ref(), &request, kept.reply_to(&request)).await;
             }
         }
     }
     if let Err(error) = acker.ack().await {
-        tracing::warn!(%error, message_id = %request.message_id, "could not ack a request");
+        tracing::warn!(%error, message_id = clip(&request.message_id), "could not ack a request");
     }
 }
 
@@ -126,25 +136,15 @@ async fn send_reply(
     reply: Envelope,
 ) {
     if request.reply_to.is_empty() {
-        tracing::debug!(message_id = %request.message_id, "request without reply_to: answer dropped");
+        tracing::debug!(
+            message_id = clip(&request.message_id),
+            "request without reply_to: answer dropped"
+        );
     } else if let Err(error) = transport
         .send(Destination::Instance(&request.reply_to), reply)
         .await
     {
-        tracing::warn!(%error, message_id = %request.message_id, "could not send the reply");
-    }
-}
-
-/// At most the first 64 characters of a name from the wire, for messages and logs: nothing a
-/// caller sends is reflected unbounded.
-pub(crate) fn clip(text: &str) -> &str {
-    if text.len() <= 64 {
-        // No more bytes than characters to keep: nothing to count.
-        return text;
-    }
-    match text.char_indices().nth(64) {
-        Some((end, _)) => &text[..end],
-        None => text,
+        tracing::warn!(%error, message_id = clip(&request.message_id), "could not send the reply");
     }
 }
 
@@ -287,7 +287,7 @@ async fn run_handler(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            tracing::error!(endpoint = %endpoint.name, message_id = %request.message_id, %reason, "handler panicked");
+            tracing::error!(endpoint = %endpoint.name, message_id = clip(&request.message_id), %reason, "handler panicked");
             inner.instrumenter.counter("runtime.panic", 1, 1.0);
             Err(Error::internal_server_error(
                 codes::PANIC,
@@ -325,13 +325,13 @@ fn answer(
             request.reply(content_type, payload)
         }
         Err(error) => {
-            inst.counter(&format!("server.error.{}", error.code()), 1, 1.0);
+            inst.counter(&inner.error_metrics.counter(error.code()), 1, 1.0);
             // Client faults do not count against the endpoint's error latency (as in H2).
             timing(matches!(error.kind(), Kind::BadRequest | Kind::NotFound));
             if error.kind() == Kind::InternalServerError {
-                tracing::warn!(endpoint = %clip(&request.endpoint), %error, "internal error");
+                tracing::warn!(endpoint = clip(&request.endpoint), %error, "internal error");
             } else {
-                tracing::debug!(endpoint = %clip(&request.endpoint), %error, "error reply");
+                tracing::debug!(endpoint = clip(&request.endpoint), %error, "error reply");
             }
             let payload =
                 codec::encode(content_type, &PlatformError::from(&error)).unwrap_or_else(|_| {
@@ -357,31 +357,14 @@ pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: 
                 .instrumenter
                 .timing(&endpoint.buckets.success, started.elapsed(), 1.0),
             Err(error) => {
-                tracing::warn!(topic = %publication.topic, endpoint = %endpoint.name, %error, "publication handler failed");
+                tracing::warn!(topic = clip(&publication.topic), endpoint = %endpoint.name, %error, "publication handler failed");
                 inner
                     .instrumenter
-                    .counter(&format!("server.error.{}", error.code()), 1, 1.0);
+                    .counter(&inner.error_metrics.counter(error.code()), 1, 1.0);
             }
         }
     }
     if let Err(error) = acker.ack().await {
         tracing::warn!(%error, "could not ack a publication");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clip;
-
-    #[test]
-    fn clip_keeps_64_characters_however_many_bytes() {
-        assert_eq!(clip("hello"), "hello");
-        let ascii = "a".repeat(80);
-        assert_eq!(clip(&ascii), &ascii[..64]);
-        // 40 characters of two bytes each: 80 bytes, all kept.
-        let wide = "é".repeat(40);
-        assert_eq!(clip(&wide), wide);
-        let wider = "é".repeat(70);
-        assert_eq!(clip(&wider).chars().count(), 64);
     }
 }

@@ -3,11 +3,11 @@
 //! The loop consumes the work queue and each subscription, spawns one task per delivery (the
 //! request path is `path.rs`), and on shutdown stops consuming and drains what is in flight.
 
-use foldhash::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::HashMap;
 use futures_util::stream::{self, StreamExt};
 use kernel_client::Client;
 use kernel_errors::Error;
@@ -16,7 +16,7 @@ use kernel_proto::platform::HealthResponse;
 use kernel_transport::{Delivery, Source};
 use tokio::task::JoinSet;
 
-use crate::admission::{Admission, CallerMetrics};
+use crate::admission::{Admission, CallerMetrics, ErrorMetrics};
 use crate::codes;
 use crate::endpoint::Endpoint;
 use crate::ops::{Operations, monitor};
@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) capacity: u16,
     pub(crate) admission: Arc<Admission>,
     pub(crate) caller_metrics: CallerMetrics,
+    /// Counter names for the error codes answered, bounded.
+    pub(crate) error_metrics: ErrorMetrics,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_session_id: usize,
     pub(crate) client: Client,

@@ -295,6 +295,25 @@ impl Envelope {
     }
 }
 
+/// At most the first 64 characters of `text`, a name or id from the wire, for log lines and
+/// error descriptions: nothing a sender writes is reflected unbounded.
+///
+/// ```
+/// let long = "x".repeat(100);
+/// assert_eq!(kernel_transport::clip(&long).len(), 64);
+/// assert_eq!(kernel_transport::clip("hello"), "hello");
+/// ```
+pub fn clip(text: &str) -> &str {
+    if text.len() <= 64 {
+        // No more bytes than characters to keep: nothing to count.
+        return text;
+    }
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// A fresh message id: a random UUID v4 in its hyphenated form.
 pub fn new_message_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -303,6 +322,18 @@ pub fn new_message_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_keeps_64_characters_however_many_bytes() {
+        assert_eq!(clip("hello"), "hello");
+        let ascii = "a".repeat(80);
+        assert_eq!(clip(&ascii), &ascii[..64]);
+        // 40 characters of two bytes each: 80 bytes, all kept.
+        let wide = "é".repeat(40);
+        assert_eq!(clip(&wide), wide);
+        let wider = "é".repeat(70);
+        assert_eq!(clip(&wider).chars().count(), 64);
+    }
 
     #[test]
     fn message_types_round_trip_through_their_header_values() {

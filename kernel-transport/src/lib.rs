@@ -61,7 +61,7 @@ pub use amqp::{
 pub use brokers::{BrokerList, BrokerListError};
 pub use codec::{CodecError, Message};
 pub use config::{QUORUM_QUEUE_EXPIRES, TransportConfig, WorkQueueType, redact_url};
-pub use envelope::{ContentType, Envelope, MessageType, PING, PONG, headers, new_message_id};
+pub use envelope::{ContentType, Envelope, MessageType, PING, PONG, clip, headers, new_message_id};
 pub use error::{TransportError, codes};
 pub use in_process::{InProcessBroker, InProcessTransport};
 /// Limits on received messages for [`AmqpTransport::connect_with`].

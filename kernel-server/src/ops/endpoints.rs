@@ -16,8 +16,8 @@ use kernel_proto::platform::{
 };
 
 use super::{Operations, monitor, stats};
-use crate::path::clip;
 use crate::{Endpoint, Request};
+use kernel_transport::clip;
 
 /// The names of the default endpoints.
 pub const DEFAULT_ENDPOINTS: [&str; 4] = ["health", "stats", "loadedconfig", "jsonschema"];
