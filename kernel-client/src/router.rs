@@ -5,9 +5,9 @@
 //! heartbeat pings, and counts replies nobody waits for (`client.reply.stray`). When the instance queue's
 //! stream ends (the transport closed), every waiting call is told at once.
 
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use foldhash::HashMap;
 use kernel_inst::Instrumenter;
 use kernel_transport::{Deliveries, Destination, Envelope, MessageType, Transport};
 use tokio::sync::mpsc;

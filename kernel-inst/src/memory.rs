@@ -1,10 +1,10 @@
 //! [`MemoryInstrumenter`]: per-name counts, gauges and latency percentiles, in process.
 
 use std::collections::{BTreeMap, VecDeque};
-
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+
+use foldhash::HashMap;
 
 use crate::Instrumenter;
 

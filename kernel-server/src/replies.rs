@@ -135,7 +135,7 @@ pub(crate) enum Seen {
 
 /// Names a first arrival's note, so that its answer finds the note without hashing the
 /// request's ids again; none for a request without a message id or a reply queue.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Ticket(Option<u128>);
 
 /// A kept reply, to send again to a retry of the request it answered.
