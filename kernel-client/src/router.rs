@@ -21,11 +21,11 @@ pub const ANSWERS_PER_CALL: usize = 16;
 /// What a waiting call can be told.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    /// A reply or an error reply correlated with the call's message id. Boxed: a call's
-    /// channel allocates its slots in a block of 32 when it is made, and an envelope is a few
-    /// hundred bytes, so an unboxed answer made every call allocate over ten kilobytes for the
-    /// one reply it nearly always gets.
-    Reply(Box<Envelope>),
+    /// A reply or an error reply correlated with the call's message id, as its delivery
+    /// shared it. Not inline: a call's channel allocates its slots in a block of 32 when it is
+    /// made, and an envelope is a few hundred bytes, so an unboxed answer made every call
+    /// allocate over ten kilobytes for the one reply it nearly always gets.
+    Reply(Arc<Envelope>),
     /// The call's request came back from the broker: no queue took it.
     Returned,
 }
@@ -53,9 +53,9 @@ impl Pending {
     }
 
     /// Hands an answer to its call; false if no call waits for it.
-    fn complete(&self, envelope: Envelope) -> bool {
+    fn complete(&self, envelope: Arc<Envelope>) -> bool {
         let sender = self.lock().get(&envelope.correlation_id).cloned();
-        sender.is_some_and(|sender| sender.try_send(Answer::Reply(Box::new(envelope))).is_ok())
+        sender.is_some_and(|sender| sender.try_send(Answer::Reply(envelope)).is_ok())
     }
 
     /// Tells the call that sent `message_id` that its request found no queue.
@@ -113,7 +113,7 @@ impl Router {
                     }
                     continue;
                 }
-                let (envelope, _no_ack_needed) = delivery.into_parts();
+                let (envelope, _no_ack_needed) = delivery.into_shared();
                 route(
                     envelope,
                     &pending,
@@ -141,7 +141,7 @@ impl Drop for Router {
 }
 
 async fn route(
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
     pending: &Pending,
     transport: &dyn Transport,
     instrumenter: &dyn Instrumenter,

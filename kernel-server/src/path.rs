@@ -36,9 +36,8 @@ use crate::service::Inner;
 
 /// Answers one request from the work queue, then acks it.
 pub(crate) async fn handle_request(inner: &Inner, delivery: Delivery) {
-    let (request, acker) = delivery.into_parts();
-    // Shared with the handler's `RequestContext`, which then copies none of its fields.
-    let request = Arc::new(request);
+    // Shared with the transport and the handler's `RequestContext`: nobody copies it.
+    let (request, acker) = delivery.into_shared();
     let transport = inner.client.transport();
     if request.is_ping() {
         if !request.reply_to.is_empty() {
@@ -344,8 +343,7 @@ fn answer(
 
 /// Hands one publication to its subscribing endpoint, then acks it.
 pub(crate) async fn handle_publication(inner: &Inner, endpoint: &str, delivery: Delivery) {
-    let (publication, acker) = delivery.into_parts();
-    let publication = Arc::new(publication);
+    let (publication, acker) = delivery.into_shared();
     if let Some(endpoint) = inner.endpoints.get(endpoint) {
         let started = Instant::now();
         let authorised = match authorise(inner, endpoint, &publication).await {

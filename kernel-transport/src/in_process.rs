@@ -64,8 +64,10 @@ enum QueueKey {
 /// One queue: an unbounded FIFO whose receiver the consumers take turns on.
 #[derive(Debug)]
 struct Queue {
-    sender: mpsc::UnboundedSender<Envelope>,
-    receiver: Arc<AsyncMutex<mpsc::UnboundedReceiver<Envelope>>>,
+    /// Envelopes are shared: a topic's subscribers and an unsettled delivery's requeue hold
+    /// the same one.
+    sender: mpsc::UnboundedSender<Arc<Envelope>>,
+    receiver: Arc<AsyncMutex<mpsc::UnboundedReceiver<Arc<Envelope>>>>,
     consumers: Mutex<usize>,
 }
 
@@ -243,11 +245,11 @@ impl InProcessTransport {
                     Some(permit) => Acker::new(InProcessAck {
                         _permit: permit,
                         queue: Arc::downgrade(&membership.queue),
-                        envelope: Some(envelope.clone()),
+                        envelope: Some(Arc::clone(&envelope)),
                     }),
                     None => Acker::none(),
                 };
-                Some((Delivery::new(envelope, acker), (membership, permits)))
+                Some((Delivery::shared(envelope, acker), (membership, permits)))
             },
         ))
     }
@@ -274,7 +276,7 @@ struct InProcessAck {
     _permit: OwnedSemaphorePermit,
     queue: Weak<Queue>,
     /// The delivery, until it is settled.
-    envelope: Option<Envelope>,
+    envelope: Option<Arc<Envelope>>,
 }
 
 impl InProcessAck {
@@ -317,6 +319,7 @@ impl Transport for InProcessTransport {
         let broker = &self.inner.broker;
         // What RabbitMQ enforces: the sender is who it logged in as, whatever it claims.
         envelope.user_id = verified_user(&self.inner.user);
+        let envelope = Arc::new(envelope);
         match destination {
             Destination::Service(name) => {
                 check_name("service", name)?;
@@ -342,7 +345,7 @@ impl Transport for InProcessTransport {
             Destination::Topic(topic) => {
                 check_name("topic", topic)?;
                 for queue in broker.subscribers(topic) {
-                    let _ = queue.sender.send(envelope.clone());
+                    let _ = queue.sender.send(Arc::clone(&envelope));
                 }
                 Ok(())
             }

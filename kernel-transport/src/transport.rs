@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
@@ -169,10 +170,14 @@ pub enum Source<'a> {
 ///
 /// Dropping a delivery (or its acker) without either returns it to its queue, as if rejected
 /// with requeue: a handler task that dies does not lose the request nor hold a prefetch slot.
+///
+/// The envelope is shared: the in-process broker keeps the same one to put back if the
+/// delivery is dropped unsettled, and a server hands it to the handler's context, so neither
+/// copies it.
 #[derive(Debug)]
 pub struct Delivery {
     /// The message received.
-    pub envelope: Envelope,
+    pub envelope: Arc<Envelope>,
     acker: Acker,
     returned: bool,
 }
@@ -180,6 +185,11 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery acknowledged through `acker`.
     pub fn new(envelope: Envelope, acker: Acker) -> Self {
+        Self::shared(Arc::new(envelope), acker)
+    }
+
+    /// A delivery of an envelope shared with the transport, acknowledged through `acker`.
+    pub fn shared(envelope: Arc<Envelope>, acker: Acker) -> Self {
         Delivery {
             envelope,
             acker,
@@ -192,7 +202,7 @@ impl Delivery {
     /// says: nothing another sender publishes can be marked so.
     pub fn returned(request: Envelope) -> Self {
         Delivery {
-            envelope: request,
+            envelope: Arc::new(request),
             acker: Acker::none(),
             returned: true,
         }
@@ -203,8 +213,15 @@ impl Delivery {
         self.returned
     }
 
-    /// Splits the delivery so that the envelope can be consumed and the ack sent later.
+    /// Splits the delivery so that the envelope can be consumed and the ack sent later. The
+    /// envelope is copied only if the transport still shares it (an in-process delivery with
+    /// an ack to come); [`into_shared`](Self::into_shared) never copies.
     pub fn into_parts(self) -> (Envelope, Acker) {
+        (Arc::unwrap_or_clone(self.envelope), self.acker)
+    }
+
+    /// Splits the delivery into its shared envelope and its acker.
+    pub fn into_shared(self) -> (Arc<Envelope>, Acker) {
         (self.envelope, self.acker)
     }
 }
