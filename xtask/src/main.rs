@@ -163,6 +163,38 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
     )
 }
 
+/// `cargo package --workspace` verifies each crate against the others through a local
+/// registry that overlays crates.io, and cargo extracts a registry's crate into
+/// `$CARGO_HOME/registry/src/<registry>/<name>-<version>` once and trusts it ever after (a
+/// published crate never changes). Ours change at an unchanged version, so a second run on
+/// this machine would verify each crate against the first run's sources of the others. The
+/// extractions of our crates (`kernel-*`) from local registries (directories named
+/// `-<hash>`; crates.io's is `index.crates.io-<hash>`) are removed before packaging.
+fn forget_packaged_sources() -> Result<()> {
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join("src")) else {
+        return Ok(()); // nothing extracted yet
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for source in std::fs::read_dir(registry.path())?.flatten() {
+            if source.file_name().to_string_lossy().starts_with("kernel-") {
+                std::fs::remove_dir_all(source.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", source.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ci(root: &std::path::Path) -> Result<()> {
     msrv(root)?;
     cargo(root, &["fmt", "--all", "--check"], &[])?;
@@ -198,6 +230,7 @@ fn ci(root: &std::path::Path) -> Result<()> {
     codegen::run(root, true)?;
     // Every publishable crate packages, and builds from its package alone (the test kit,
     // xtask, the benchmarks' processes and the code generator's fixture are not published).
+    forget_packaged_sources()?;
     cargo(
         root,
         &[
