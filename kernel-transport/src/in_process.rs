@@ -314,12 +314,23 @@ impl Transport for InProcessTransport {
     async fn send(
         &self,
         destination: Destination<'_>,
-        mut envelope: Envelope,
+        envelope: Envelope,
+    ) -> Result<(), TransportError> {
+        self.send_shared(destination, Arc::new(envelope)).await
+    }
+
+    async fn send_shared(
+        &self,
+        destination: Destination<'_>,
+        mut envelope: Arc<Envelope>,
     ) -> Result<(), TransportError> {
         let broker = &self.inner.broker;
-        // What RabbitMQ enforces: the sender is who it logged in as, whatever it claims.
-        envelope.user_id = verified_user(&self.inner.user);
-        let envelope = Arc::new(envelope);
+        // What RabbitMQ enforces: the sender is who it logged in as, whatever it claims. An
+        // envelope that already says so is queued as it is, even if its sender keeps it too.
+        let user = verified_user(&self.inner.user);
+        if envelope.user_id != user {
+            Arc::make_mut(&mut envelope).user_id = user.to_owned();
+        }
         match destination {
             Destination::Service(name) => {
                 check_name("service", name)?;
@@ -392,10 +403,10 @@ impl Transport for InProcessTransport {
 
 /// The `user_id` a receiver sees for `user`: the name, unless it is longer than the AMQP
 /// property holds (255 bytes), then empty, as a receiver on RabbitMQ would read it.
-fn verified_user(user: &str) -> String {
+fn verified_user(user: &str) -> &str {
     if user.len() <= crate::error::MAX_NAME_LEN {
-        user.to_owned()
+        user
     } else {
-        String::new()
+        ""
     }
 }

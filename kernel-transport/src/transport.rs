@@ -58,6 +58,21 @@ pub trait Transport: Send + Sync + 'static {
         envelope: Envelope,
     ) -> Result<(), TransportError>;
 
+    /// [`send`](Self::send) for an envelope the caller keeps too: a call's request, which a
+    /// retry sends again. A transport that can send it without a copy overrides this (the
+    /// AMQP transport encodes it, the in-process broker queues it as it is); the default
+    /// copies it if it is shared.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    async fn send_shared(
+        &self,
+        destination: Destination<'_>,
+        envelope: Arc<Envelope>,
+    ) -> Result<(), TransportError> {
+        self.send(destination, Arc::unwrap_or_clone(envelope)).await
+    }
+
     /// Starts consuming a source.
     ///
     /// # Errors
@@ -94,6 +109,14 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         envelope: Envelope,
     ) -> Result<(), TransportError> {
         (**self).send(destination, envelope).await
+    }
+
+    async fn send_shared(
+        &self,
+        destination: Destination<'_>,
+        envelope: Arc<Envelope>,
+    ) -> Result<(), TransportError> {
+        (**self).send_shared(destination, envelope).await
     }
 
     async fn consume(&self, source: Source<'_>) -> Result<Deliveries, TransportError> {

@@ -1,6 +1,7 @@
 //! The in-process broker keeps the wire contract's queue semantics.
 #![allow(clippy::unwrap_used)] // a test fails loudly on an unexpected error
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kernel_transport::{
@@ -196,6 +197,35 @@ async fn unsettled_deliveries_return_to_the_queue() {
     again.into_parts().1.ack().await.unwrap();
     let nothing = tokio::time::timeout(Duration::from_millis(20), work.next()).await;
     assert!(nothing.is_err(), "an acked delivery came back");
+}
+
+/// An envelope sent shared that already names its sender is queued as it is, not copied (a
+/// call's request, which its retries send again); one that claims another sender is stamped
+/// on a copy, and the sender's own stays as it was.
+#[tokio::test]
+async fn a_shared_envelope_is_queued_without_a_copy_unless_it_must_be_stamped() {
+    let broker = InProcessBroker::new();
+    let a = broker.connect_as("a");
+    let mut work = work_queue(&a, 4).await;
+
+    let mut honest = request("svc", 1);
+    honest.user_id = "a".into();
+    let honest = Arc::new(honest);
+    a.send_shared(Destination::Service("svc"), Arc::clone(&honest))
+        .await
+        .unwrap();
+    let delivery = work.next().await.unwrap();
+    assert!(Arc::ptr_eq(&delivery.envelope, &honest), "copied");
+
+    let mut forged = request("svc", 2);
+    forged.user_id = "b".into();
+    let forged = Arc::new(forged);
+    a.send_shared(Destination::Service("svc"), Arc::clone(&forged))
+        .await
+        .unwrap();
+    let delivery = work.next().await.unwrap();
+    assert_eq!(delivery.envelope.user_id, "a", "the claim of b is replaced");
+    assert_eq!(forged.user_id, "b", "the sender's envelope is not changed");
 }
 
 /// The broker stamps the sender's login on everything it sends, as RabbitMQ enforces: a

@@ -371,12 +371,12 @@ impl Drop for AmqpAck {
     }
 }
 
-#[async_trait::async_trait]
-impl Transport for AmqpTransport {
-    async fn send(
+impl AmqpTransport {
+    /// Publishes `envelope` (encoded from the reference: nothing is copied) to `destination`.
+    async fn send_ref(
         &self,
         destination: Destination<'_>,
-        envelope: Envelope,
+        envelope: &Envelope,
     ) -> Result<(), TransportError> {
         self.shared.check_open()?;
         let (exchange, routing_key, what) = match destination {
@@ -387,7 +387,7 @@ impl Transport for AmqpTransport {
         check_name(what, routing_key)?;
         let requests = exchange == REQUEST_EXCHANGE;
         match self
-            .publish(requests, exchange, routing_key, &envelope)
+            .publish(requests, exchange, routing_key, envelope)
             .await?
         {
             Confirmation::Ack | Confirmation::NotRequested => Ok(()),
@@ -399,7 +399,25 @@ impl Transport for AmqpTransport {
             )),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Transport for AmqpTransport {
+    async fn send(
+        &self,
+        destination: Destination<'_>,
+        envelope: Envelope,
+    ) -> Result<(), TransportError> {
+        self.send_ref(destination, &envelope).await
+    }
+
+    async fn send_shared(
+        &self,
+        destination: Destination<'_>,
+        envelope: Arc<Envelope>,
+    ) -> Result<(), TransportError> {
+        self.send_ref(destination, &envelope).await
+    }
     async fn consume(&self, source: Source<'_>) -> Result<Deliveries, TransportError> {
         self.shared.check_open()?;
         match source {
