@@ -164,13 +164,15 @@ fn test(root: &std::path::Path, extra: &[String]) -> Result<()> {
 }
 
 /// `cargo package --workspace` verifies each crate against the others through a local
-/// registry that overlays crates.io, and cargo extracts a registry's crate into
-/// `$CARGO_HOME/registry/src/<registry>/<name>-<version>` once and trusts it ever after (a
-/// published crate never changes). Ours change at an unchanged version, so a second run on
-/// this machine would verify each crate against the first run's sources of the others. The
-/// extractions of our crates (`kernel-*`) from local registries (directories named
-/// `-<hash>`; crates.io's is `index.crates.io-<hash>`) are removed before packaging.
-fn forget_packaged_sources() -> Result<()> {
+/// registry that overlays crates.io, and cargo treats a registry's crate as never changing:
+/// it extracts it into `$CARGO_HOME/registry/src/<registry>/<name>-<version>` once, and
+/// rebuilds it only when its name, version or source change. Ours change at an unchanged
+/// version, so a second run on this machine would verify each crate against the first run's
+/// build of the others. Before packaging, the extractions of our crates (`kernel-*`) from
+/// local registries (directories named `-<hash>`; crates.io's is `index.crates.io-<hash>`)
+/// are removed, and so are the fingerprints of what was built from them in `target_dir`.
+fn forget_packaged_sources(target_dir: &std::path::Path) -> Result<()> {
+    forget_packaged_builds(target_dir)?;
     let cargo_home = match std::env::var_os("CARGO_HOME") {
         Some(home) => std::path::PathBuf::from(home),
         None => match std::env::var_os("HOME") {
@@ -190,6 +192,45 @@ fn forget_packaged_sources() -> Result<()> {
                 std::fs::remove_dir_all(source.path())
                     .map_err(|e| format!("cannot remove {}: {e}", source.path().display()))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the fingerprints of the `kernel-*` crates built from a local registry in
+/// `target_dir`'s debug profile, so that cargo builds them again. Such a unit's dep-info file
+/// (`deps/<crate>-<hash>.d`) names its sources under `registry/src/-<hash>/kernel-…`; its
+/// fingerprint directory ends in the same `-<hash>`.
+fn forget_packaged_builds(target_dir: &std::path::Path) -> Result<()> {
+    let debug = target_dir.join("debug");
+    let Ok(deps) = std::fs::read_dir(debug.join("deps")) else {
+        return Ok(()); // nothing built yet
+    };
+    let mut stale = Vec::new();
+    for dep_info in deps.flatten() {
+        let name = dep_info.file_name().to_string_lossy().into_owned();
+        let Some((_, unit)) = name.strip_suffix(".d").and_then(|n| n.rsplit_once('-')) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(dep_info.path()) else {
+            continue;
+        };
+        let from_local_registry = text.split("/registry/src/-").skip(1).any(|rest| {
+            rest.split_once('/')
+                .is_some_and(|(_, path)| path.starts_with("kernel-"))
+        });
+        if from_local_registry {
+            stale.push(format!("-{unit}"));
+        }
+    }
+    let Ok(fingerprints) = std::fs::read_dir(debug.join(".fingerprint")) else {
+        return Ok(());
+    };
+    for fingerprint in fingerprints.flatten() {
+        let name = fingerprint.file_name().to_string_lossy().into_owned();
+        if stale.iter().any(|unit| name.ends_with(unit.as_str())) {
+            std::fs::remove_dir_all(fingerprint.path())
+                .map_err(|e| format!("cannot remove {}: {e}", fingerprint.path().display()))?;
         }
     }
     Ok(())
@@ -230,7 +271,9 @@ fn ci(root: &std::path::Path) -> Result<()> {
     codegen::run(root, true)?;
     // Every publishable crate packages, and builds from its package alone (the test kit,
     // xtask, the benchmarks' processes and the code generator's fixture are not published).
-    forget_packaged_sources()?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    forget_packaged_sources(&target_dir)?;
     cargo(
         root,
         &[
@@ -263,4 +306,48 @@ fn ci(root: &std::path::Path) -> Result<()> {
     // command, last.
     examples::run(root, &services::up(root)?)?;
     test(root, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_builds_of_our_crates_from_a_local_registry_are_forgotten() {
+        let target = std::env::temp_dir().join(format!("xtask-forget-{}", std::process::id()));
+        let (deps, fingerprints) = (target.join("debug/deps"), target.join("debug/.fingerprint"));
+        std::fs::create_dir_all(&deps).unwrap();
+        for (unit, source) in [
+            (
+                "kernel_transport-aa11",
+                "/home/u/.cargo/registry/src/-14cd/kernel-transport-0.1.0/src/lib.rs",
+            ),
+            (
+                "kernel_transport-bb22",
+                "/work/main/kernel-transport/src/lib.rs",
+            ),
+            (
+                "serde-cc33",
+                "/home/u/.cargo/registry/src/index.crates.io-19/serde-1.0.0/src/lib.rs",
+            ),
+        ] {
+            std::fs::write(
+                deps.join(format!("{unit}.d")),
+                format!("out.rlib: {source}\n"),
+            )
+            .unwrap();
+        }
+        for fingerprint in [
+            "kernel-transport-aa11",
+            "kernel-transport-bb22",
+            "serde-cc33",
+        ] {
+            std::fs::create_dir_all(fingerprints.join(fingerprint)).unwrap();
+        }
+        forget_packaged_builds(&target).unwrap();
+        assert!(!fingerprints.join("kernel-transport-aa11").exists());
+        assert!(fingerprints.join("kernel-transport-bb22").exists());
+        assert!(fingerprints.join("serde-cc33").exists());
+        std::fs::remove_dir_all(&target).unwrap();
+    }
 }
