@@ -271,9 +271,7 @@ fn ci(root: &std::path::Path) -> Result<()> {
     codegen::run(root, true)?;
     // Every publishable crate packages, and builds from its package alone (the test kit,
     // xtask, the benchmarks' processes and the code generator's fixture are not published).
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    forget_packaged_sources(&target_dir)?;
+    forget_packaged_sources(&workspace::target_dir(root))?;
     cargo(
         root,
         &[
