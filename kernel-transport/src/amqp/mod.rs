@@ -418,6 +418,7 @@ impl Transport for AmqpTransport {
     ) -> Result<(), TransportError> {
         self.send_ref(destination, &envelope).await
     }
+
     async fn consume(&self, source: Source<'_>) -> Result<Deliveries, TransportError> {
         self.shared.check_open()?;
         match source {
