@@ -29,7 +29,46 @@ pub const MAX_CALLER_METRICS: usize = 32;
 /// sanitised name of their own, every later one is `other`, so spoofed `from` values cannot
 /// grow the set of metric names.
 #[derive(Debug, Default)]
-pub(crate) struct CallerMetrics(Mutex<HashMap<String, Arc<CallerKey>>>);
+pub(crate) struct CallerMetrics(FirstSeen<Arc<CallerKey>>);
+
+/// The first distinct keys seen, up to a bound, each with a value made for it, and one value
+/// made once and shared by every key after them: how names that come from the wire stay a
+/// bounded set.
+#[derive(Debug)]
+struct FirstSeen<V>(Mutex<HashMap<String, V>>);
+
+impl<V> Default for FirstSeen<V> {
+    fn default() -> Self {
+        FirstSeen(Mutex::default())
+    }
+}
+
+impl<V: Clone> FirstSeen<V> {
+    /// What `key` is known by: `make(Some(key))`, made on its first sight, for the first
+    /// `max` distinct keys; `make(None)`, made once, for every later one.
+    fn get(&self, key: &str, max: usize, make: impl FnOnce(Option<&str>) -> V) -> V {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = seen.get(key) {
+            return known.clone();
+        }
+        if seen.len() >= max {
+            // The shared value is kept under a key no name from the wire is expected to be.
+            return seen
+                .entry(String::from("\0other"))
+                .or_insert_with(|| make(None))
+                .clone();
+        }
+        let value = make(Some(key));
+        seen.insert(key.to_owned(), value.clone());
+        value
+    }
+
+    /// How many values are kept: the keys named, and the shared one once made.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
 
 /// A caller as admission and metrics know it, with its gauge's name made once, not per request.
 #[derive(Debug)]
@@ -51,21 +90,11 @@ impl CallerKey {
 
 impl CallerMetrics {
     pub(crate) fn caller(&self, caller: &str) -> Arc<CallerKey> {
-        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(known) = names.get(caller) {
-            return Arc::clone(known);
-        }
-        if names.len() >= MAX_CALLER_METRICS {
-            // `other` is kept under a key no sanitised name has, made once.
-            return Arc::clone(
-                names
-                    .entry(String::from("\0other"))
-                    .or_insert_with(|| CallerKey::new("other")),
-            );
-        }
-        let known = CallerKey::new(&sanitise(caller));
-        names.insert(caller.to_owned(), Arc::clone(&known));
-        known
+        self.0
+            .get(caller, MAX_CALLER_METRICS, |caller| match caller {
+                Some(caller) => CallerKey::new(&sanitise(caller)),
+                None => CallerKey::new("other"),
+            })
     }
 
     #[cfg(test)]
@@ -80,40 +109,32 @@ impl CallerMetrics {
 pub const MAX_ERROR_METRICS: usize = 64;
 
 /// Counter names for error codes: the first [`MAX_ERROR_METRICS`] distinct codes answered keep
-/// `server.error.<code>` (ASCII letters, digits, `.`, `_`, `-`; at most 64), every later one counts as `server.error.other`, so codes
-/// from the wire cannot grow the set of metric names. Each name is made once.
+/// `server.error.<code>` (ASCII letters, digits, `.`, `_`, `-`; at most 64), every later one
+/// counts as `server.error.other`, so codes from the wire cannot grow the set of metric
+/// names. Each name is made once.
 #[derive(Debug, Default)]
-pub(crate) struct ErrorMetrics(Mutex<HashMap<String, Arc<str>>>);
+pub(crate) struct ErrorMetrics(FirstSeen<Arc<str>>);
 
 impl ErrorMetrics {
     /// The counter that an error with `code` counts on.
     pub(crate) fn counter(&self, code: &str) -> Arc<str> {
-        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(known) = names.get(code) {
-            return Arc::clone(known);
-        }
-        if names.len() >= MAX_ERROR_METRICS {
-            // Kept under a key no code of the first ones can be: made once.
-            return Arc::clone(
-                names
-                    .entry(String::from("\0other"))
-                    .or_insert_with(|| Arc::from("server.error.other")),
-            );
-        }
-        // A code as a metric name keeps its case (codes are H2's `com.example.badThing`),
-        // and loses what a metric name cannot hold.
-        let kept: String = code
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            .take(64)
-            .collect();
-        let name: Arc<str> = if kept.is_empty() {
-            Arc::from("server.error.unknown")
-        } else {
-            Arc::from(format!("server.error.{kept}"))
-        };
-        names.insert(code.to_owned(), Arc::clone(&name));
-        name
+        self.0.get(code, MAX_ERROR_METRICS, |code| {
+            let Some(code) = code else {
+                return Arc::from("server.error.other");
+            };
+            // A code as a metric name keeps its case (codes are H2's `com.example.badThing`),
+            // and loses what a metric name cannot hold.
+            let kept: String = code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .take(64)
+                .collect();
+            if kept.is_empty() {
+                Arc::from("server.error.unknown")
+            } else {
+                Arc::from(format!("server.error.{kept}"))
+            }
+        })
     }
 }
 
@@ -346,7 +367,7 @@ mod tests {
             errors.counter(&format!("flood.{n}"));
         }
         assert_eq!(&*errors.counter("one.more"), "server.error.other");
-        assert_eq!(errors.0.lock().unwrap().len(), MAX_ERROR_METRICS + 1);
+        assert_eq!(errors.0.len(), MAX_ERROR_METRICS + 1);
         // The codes named first keep their names.
         assert_eq!(&*errors.counter("kernel.server.unknownendpoint"), &*unknown);
     }
