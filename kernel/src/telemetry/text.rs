@@ -68,7 +68,7 @@ impl<W: fmt::Write> Visitor<'_, W> {
         }
         self.first = false;
         if name != "message" {
-            let name = name.strip_prefix("r#").unwrap_or(name);
+            let name = shown(field);
             self.result = self.result.and_then(|()| {
                 if self.ansi {
                     write!(self.out, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")
@@ -111,8 +111,7 @@ impl<W: fmt::Write> Visit for Visitor<'_, W> {
         if self.name(field) {
             self.value(format_args!("{value}"));
             if let (Ok(()), Some(source)) = (self.result, value.source()) {
-                let name = field.name();
-                let name = name.strip_prefix("r#").unwrap_or(name);
+                let name = shown(field);
                 self.value(format_args!(" {name}.sources={}", Sources(source)));
             }
         }
@@ -123,6 +122,12 @@ impl<W: fmt::Write> Visit for Visitor<'_, W> {
             self.value(format_args!("{value:?}"));
         }
     }
+}
+
+/// A field's name as a line shows it: a raw identifier without its `r#`.
+fn shown(field: &Field) -> &'static str {
+    let name = field.name();
+    name.strip_prefix("r#").unwrap_or(name)
 }
 
 /// An error and its sources as `[first, second]`.
