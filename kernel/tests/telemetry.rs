@@ -158,8 +158,8 @@ fn text_lines_escape_terminal_control_characters() {
     );
 }
 
-/// A span's fields are escaped too, and so is a newline anywhere: the `request` span carries
-/// the caller, endpoint and message id of a request as any broker user wrote them, with `%`.
+/// A span's fields are escaped too, and so is a newline anywhere, including a field given with
+/// `%`, which text lines do not quote: a name from the wire logged that way is still one line.
 #[test]
 fn text_lines_escape_span_fields_and_newlines() {
     let from_the_wire = "web\n2026-12-03T00:00:00Z  INFO forged\u{1b}[2J\u{9b}";
